@@ -72,8 +72,10 @@ type Rules struct {
 
 // DecodeHeader decodes the header at the start of b and checks it against
 // RFC 6455 §5.2 and §5.5 and against r. It returns the header and its size on
-// the wire. If b holds only part of a header it returns ErrShortHeader; any
-// other error is an *Error naming the violation.
+// the wire. If b holds only part of a header it returns ErrShortHeader and
+// n == 0. On a violation it returns an *Error naming it, together with the
+// header and its size as decoded, so a caller that keeps reading after it has
+// sent its Close (RFC 6455 §7.1.1) can step over the frame.
 func DecodeHeader(b []byte, r Rules) (h Header, n int, err error) {
 	if len(b) < 2 {
 		return h, 0, ErrShortHeader
@@ -84,44 +86,45 @@ func DecodeHeader(b []byte, r Rules) (h Header, n int, err error) {
 	h.Opcode = Opcode(b0 & 0x0F)
 	h.Masked = b1&0x80 != 0
 	n = 2
+	var lenErr error
 	switch l := b1 & 0x7F; l {
 	case 126:
 		if len(b) < 4 {
-			return h, 0, ErrShortHeader
+			return Header{}, 0, ErrShortHeader
 		}
 		h.Length = int64(binary.BigEndian.Uint16(b[2:4]))
 		n = 4
 		if h.Length < 126 {
-			return h, 0, ErrNonMinimalLength
+			lenErr = ErrNonMinimalLength
 		}
 	case 127:
 		if len(b) < 10 {
-			return h, 0, ErrShortHeader
+			return Header{}, 0, ErrShortHeader
 		}
 		v := binary.BigEndian.Uint64(b[2:10])
 		n = 10
-		// §5.2: "the most significant bit MUST be 0".
-		if v>>63 != 0 {
-			return h, 0, ErrLengthTopBit
+		switch {
+		case v>>63 != 0: // §5.2: "the most significant bit MUST be 0"
+			lenErr = ErrLengthTopBit
+			v &^= 1 << 63
+		case v <= 0xFFFF:
+			lenErr = ErrNonMinimalLength
 		}
 		h.Length = int64(v)
-		if h.Length <= 0xFFFF {
-			return h, 0, ErrNonMinimalLength
-		}
 	default:
 		h.Length = int64(l)
 	}
 	if h.Masked {
 		if len(b) < n+4 {
-			return h, 0, ErrShortHeader
+			return Header{}, 0, ErrShortHeader
 		}
 		copy(h.Key[:], b[n:n+4])
 		n += 4
 	}
-	if err := h.check(r); err != nil {
-		return h, 0, err
+	if lenErr != nil {
+		return h, n, lenErr
 	}
-	return h, n, nil
+	return h, n, h.check(r)
 }
 
 func (h *Header) check(r Rules) error {
@@ -159,7 +162,8 @@ func (h *Header) check(r Rules) error {
 
 // ReadHeader reads and checks one frame header from br (see DecodeHeader). It
 // returns io.EOF if br ended cleanly before the header, and
-// io.ErrUnexpectedEOF if it ended inside it. It does not allocate.
+// io.ErrUnexpectedEOF if it ended inside it. A header that violates the rules
+// is consumed and returned with the *Error. It does not allocate.
 func ReadHeader(br *bufio.Reader, r Rules) (Header, error) {
 	b, err := br.Peek(2)
 	if len(b) < 2 {
@@ -181,11 +185,8 @@ func ReadHeader(br *bufio.Reader, r Rules) (Header, error) {
 		}
 	}
 	h, n, err := DecodeHeader(b, r)
-	if err != nil {
-		return h, err
-	}
 	_, _ = br.Discard(n)
-	return h, nil
+	return h, err
 }
 
 func eofErr(err error, got int) error {

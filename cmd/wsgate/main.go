@@ -1,0 +1,142 @@
+// Command wsgate is a WebSocket gateway: it terminates client connections,
+// performs the RFC 6455 handshake itself, dials an upstream and relays
+// checked frames between the two. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"wsgate/proxy"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  wsgate [run] -config FILE      run the gateway
+  wsgate validate -config FILE   check a config file, print every problem
+  wsgate version                 print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "wsgate", versionString())
+		return 0
+	case "run", "validate":
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "wsgate: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("wsgate "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *configPath == "" || fs.NArg() > 0 {
+		fmt.Fprint(stderr, "wsgate: -config FILE is required\n"+usage)
+		return 2
+	}
+	cfg, err := proxy.LoadConfig(*configPath)
+	if cmd == "validate" {
+		return validate(cfg, err, *configPath, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return serve(cfg, *configPath, stderr)
+}
+
+func validate(cfg *proxy.Config, err error, path string, stdout, stderr io.Writer) int {
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d routes)\n", path, len(cfg.Routes))
+	return 0
+}
+
+func newLogger(cfg *proxy.Config, out io.Writer) zerolog.Logger {
+	if cfg.Log.Format == "console" {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+	}
+	level, err := zerolog.ParseLevel(cfg.Log.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+}
+
+func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
+	log := newLogger(cfg, stderr)
+	for _, w := range cfg.Warnings {
+		log.Warn().Str("config", path).Msg(w)
+	}
+	g, err := proxy.New(cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	ls, err := g.Listen()
+	if err != nil {
+		log.Error().Err(err).Msg("cannot listen")
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		// A second signal exits at once (SPEC "Graceful shutdown").
+		<-ctx.Done()
+		stop()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
+		<-again
+		log.Warn().Msg("second signal: exiting now")
+		os.Exit(1)
+	}()
+	log.Info().Str("version", versionString()).Str("config", path).Int("routes", len(cfg.Routes)).Msg("wsgate starting")
+	if err := g.Serve(ctx, ls); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error().Err(err).Msg("server failed")
+		return 1
+	}
+	log.Info().Msg("wsgate stopped")
+	return 0
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,388 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"wsgate/frame"
+	"wsgate/handshake"
+)
+
+// maxAttempts is how many upstreams one handshake tries (SPEC: "at most 3
+// attempts").
+const maxAttempts = 3
+
+// Gateway is the WebSocket gateway: an http.Handler that performs the
+// client's opening handshake after the upstream's, then relays frames.
+type Gateway struct {
+	log      zerolog.Logger
+	snap     atomic.Pointer[snapshot]
+	reg      registry
+	active   atomic.Int64 // open sessions, for server.max_connections
+	draining atomic.Bool
+}
+
+// snapshot is one loaded config with everything built from it. A session
+// keeps the snapshot it started with; a reload swaps in a new one.
+type snapshot struct {
+	cfg    *Config
+	router *Router
+	routes []*routeState
+}
+
+// routeState is a route with its upstream pool and dialer.
+type routeState struct {
+	cfg      *Route
+	pool     *Pool
+	upstream map[*Backend]*Upstream
+	dialer   *handshake.Dialer
+	echo     *handshake.Dialer // for builtin:echo upstreams
+	session  sessionConfig
+}
+
+// New builds a gateway for cfg.
+func New(cfg *Config, log zerolog.Logger) (*Gateway, error) {
+	g := &Gateway{log: log}
+	g.reg.init()
+	snap, err := buildSnapshot(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.snap.Store(snap)
+	return g, nil
+}
+
+func buildSnapshot(cfg *Config) (*snapshot, error) {
+	snap := &snapshot{cfg: cfg}
+	keys := make([]RouteKey, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		keys[i] = RouteKey{Host: r.Host, Path: r.Path, Index: i}
+		rs, err := buildRoute(cfg, r)
+		if err != nil {
+			return nil, fmt.Errorf("route %q: %w", r.Name, err)
+		}
+		snap.routes = append(snap.routes, rs)
+	}
+	router, err := NewRouter(keys)
+	if err != nil {
+		return nil, err
+	}
+	snap.router = router
+	return snap, nil
+}
+
+func buildRoute(cfg *Config, r *Route) (*routeState, error) {
+	bal, err := ParseBalance(r.Balance)
+	if err != nil {
+		return nil, err
+	}
+	rs := &routeState{cfg: r, upstream: make(map[*Backend]*Upstream)}
+	var backends []*Backend
+	for i := range r.Upstreams {
+		u := &r.Upstreams[i]
+		b := NewBackend(u.Raw, u.Weight)
+		rs.upstream[b] = u
+		backends = append(backends, b)
+	}
+	rs.pool = NewPool(bal, backends)
+	tlsCfg := &tls.Config{
+		ServerName:         r.UpstreamTLS.ServerName,
+		InsecureSkipVerify: r.UpstreamTLS.InsecureSkipVerify,
+		MinVersion:         tls.VersionTLS12,
+	}
+	if r.UpstreamTLS.CA != "" {
+		pem, err := os.ReadFile(r.UpstreamTLS.CA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("upstream_tls.ca %s: no certificate", r.UpstreamTLS.CA)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	rs.dialer = &handshake.Dialer{TLSConfig: tlsCfg}
+	rs.echo = &handshake.Dialer{NetDialContext: dialEcho}
+	set := r.Settings
+	rs.session = sessionConfig{
+		pingInterval: set.PingInterval,
+		pongTimeout:  set.PongTimeout,
+		idleTimeout:  set.IdleTimeout,
+		closeTimeout: set.CloseTimeout,
+		writeTimeout: set.WriteTimeout,
+		maxFrame:     int64(set.EffectiveMaxFrameBytes()),
+		maxMessage:   int64(set.MaxMessageBytes),
+		failureCode:  frame.CloseCode(cfg.Server.UpstreamFailureCode),
+		shutdownCode: frame.CloseCode(cfg.Server.ShutdownCloseCode),
+	}
+	return rs, nil
+}
+
+// Config returns the config in force.
+func (g *Gateway) Config() *Config { return g.snap.Load().cfg }
+
+// ServeHTTP handles one opening handshake (SPEC "The opening handshake"):
+// route, protocol checks, Origin and limits, then the upstream's handshake,
+// and only then the client's 101 and the relay.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	snap := g.snap.Load()
+	idx, ok := snap.router.Match(r.Host, r.URL.Path)
+	if !ok {
+		g.reject(w, r, "", &handshake.Rejection{Status: http.StatusNotFound, Reason: "no route for this host and path"})
+		return
+	}
+	rs := snap.routes[idx]
+	req, rej := handshake.Check(r)
+	if rej != nil {
+		g.reject(w, r, rs.cfg.Name, rej)
+		return
+	}
+	if req.Origin != "" && !rs.cfg.Settings.OriginAllowed(req.Origin) {
+		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusForbidden, Reason: "origin not allowed"})
+		return
+	}
+	if g.draining.Load() {
+		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusServiceUnavailable,
+			Reason: "gateway is shutting down", Header: http.Header{"Retry-After": {"5"}, "Connection": {"close"}}})
+		return
+	}
+	if max := snap.cfg.Server.MaxConnections; max > 0 && g.active.Load() >= int64(max) {
+		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusServiceUnavailable,
+			Reason: "gateway at max_connections", Header: http.Header{"Retry-After": {"1"}}})
+		return
+	}
+
+	client := clientAddr(r, snap.cfg.Server.TrustedProxies)
+	up, b, err := g.dialUpstream(r, rs, req, client)
+	if err != nil {
+		g.upstreamFailed(w, r, rs.cfg.Name, err)
+		return
+	}
+	var extra http.Header
+	if sc := up.Header.Values("Set-Cookie"); len(sc) > 0 {
+		extra = http.Header{"Set-Cookie": sc}
+	}
+	conn, br, err := handshake.Upgrade(w, req, up.Protocol, extra)
+	if err != nil {
+		up.Conn.Close()
+		g.log.Warn().Err(err).Str("route", rs.cfg.Name).Str("client", client.String()).Msg("upgrade failed")
+		return
+	}
+
+	s := newSession(rs.session)
+	s.route, s.client, s.upstream, s.protocol, s.backend = rs.cfg.Name, client.String(), b.Key, up.Protocol, b
+	s.c.conn, s.c.br = conn, br
+	s.u.conn, s.u.br = up.Conn, up.Reader
+	b.Acquire()
+	g.active.Add(1)
+	g.reg.add(s)
+	s.run()
+	g.reg.remove(s)
+	g.active.Add(-1)
+	b.Release()
+	if snap.cfg.Log.Access {
+		g.accessLog(s)
+	}
+}
+
+// dialUpstream handshakes with the route's upstreams in the pool's order, at
+// most maxAttempts of them. A non-101 answer or a bad 101 ends the attempt at
+// once (it is the upstream's answer, not a failure to reach it).
+func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr) (*handshake.Upstream, *Backend, error) {
+	hdr := upstreamHeader(r, rs.cfg, g.snap.Load().cfg.Server.TrustedProxies)
+	protos := req.Protocols
+	if len(rs.cfg.Subprotocols) > 0 {
+		protos = nil
+		for _, p := range req.Protocols {
+			if containsString(rs.cfg.Subprotocols, p) {
+				protos = append(protos, p)
+			}
+		}
+	}
+	reqPath := CleanPath(r.URL.Path)
+	if rs.cfg.StripPrefix {
+		reqPath = StripPrefix(reqPath, rs.cfg.Path)
+	}
+	var cands [maxAttempts]*Backend
+	list := rs.pool.Candidates(cands[:0], client.String(), time.Now(), maxAttempts)
+	var lastErr error = errors.New("no upstream available")
+	for _, b := range list {
+		u := rs.upstream[b]
+		target, d := rs.targetURL(u)
+		target.Path = JoinPath(target.Path, reqPath)
+		target.RawPath = ""
+		if r.URL.RawQuery != "" || target.RawQuery == "" {
+			target.RawQuery = r.URL.RawQuery
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), rs.cfg.Settings.UpstreamDialTimeout)
+		up, err := d.Dial(ctx, target, hdr, protos)
+		cancel()
+		if err == nil {
+			rs.pool.Succeeded(b)
+			return up, b, nil
+		}
+		lastErr = err
+		var se *handshake.StatusError
+		if errors.As(err, &se) || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || isBadUpstreamAnswer(err) {
+			return nil, b, err
+		}
+		if r.Context().Err() != nil {
+			return nil, b, err
+		}
+		rs.pool.Failed(b, time.Now())
+		g.log.Warn().Err(err).Str("route", rs.cfg.Name).Str("upstream", b.Key).Msg("upstream dial failed")
+	}
+	return nil, nil, lastErr
+}
+
+func isBadUpstreamAnswer(err error) bool {
+	for _, e := range []error{handshake.ErrBadAccept, handshake.ErrBadUpgrade, handshake.ErrBadProtocol,
+		handshake.ErrBadExtension, handshake.ErrBadResponse, handshake.ErrResponseTooLarge} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// targetURL returns the URL to dial for u and the dialer to use.
+func (rs *routeState) targetURL(u *Upstream) (*url.URL, *handshake.Dialer) {
+	if u.Builtin != "" {
+		return &url.URL{Scheme: "ws", Host: "builtin." + u.Builtin}, rs.echo
+	}
+	t := *u.URL
+	return &t, rs.dialer
+}
+
+// upstreamFailed answers the client after the upstream handshake failed
+// (SPEC: the upstream-outcome table).
+func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, route string, err error) {
+	var se *handshake.StatusError
+	switch {
+	case errors.As(err, &se):
+		h := w.Header()
+		for _, k := range []string{"Www-Authenticate", "Retry-After", "Location", "Set-Cookie", "Content-Type"} {
+			for _, v := range se.Header.Values(k) {
+				h.Add(k, v)
+			}
+		}
+		if h.Get("Content-Type") == "" {
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+		}
+		h.Set("Content-Length", strconv.Itoa(len(se.Body)))
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(se.StatusCode)
+		_, _ = w.Write(se.Body)
+		g.logReject(r, route, se.StatusCode, "upstream answered "+strconv.Itoa(se.StatusCode))
+	case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusServiceUnavailable,
+			Reason: "gateway out of file descriptors", Header: http.Header{"Retry-After": {"1"}}})
+	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
+		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusGatewayTimeout, Reason: "upstream timed out"})
+	default:
+		reason := "upstream unavailable"
+		if isBadUpstreamAnswer(err) {
+			reason = "bad upstream handshake: " + strings.TrimPrefix(errors.Unwrap(err).Error(), "handshake: ")
+			if errors.Unwrap(err) == nil {
+				reason = "bad upstream handshake"
+			}
+		}
+		g.log.Warn().Err(err).Str("route", route).Msg("upstream handshake failed")
+		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusBadGateway, Reason: reason})
+	}
+}
+
+func (g *Gateway) reject(w http.ResponseWriter, r *http.Request, route string, rej *handshake.Rejection) {
+	handshake.WriteRejection(w, rej)
+	g.logReject(r, route, rej.Status, rej.Reason)
+}
+
+func (g *Gateway) logReject(r *http.Request, route string, status int, reason string) {
+	g.log.Info().Str("event", "rejected").Str("route", route).Str("client", r.RemoteAddr).
+		Str("host", r.Host).Str("path", r.URL.Path).Int("status", status).Str("reason", reason).Msg("handshake rejected")
+}
+
+func (g *Gateway) accessLog(s *session) {
+	e := g.log.Info().Str("event", "session").Str("route", s.route).Str("client", s.client).
+		Str("upstream", s.upstream).Str("subprotocol", s.protocol).
+		Time("start", s.start).Float64("duration_s", time.Since(s.start).Seconds()).
+		Int64("c2u_frames", s.c.frames).Int64("c2u_messages", s.c.messages).Int64("c2u_bytes", s.c.bytes).
+		Int64("u2c_frames", s.u.frames).Int64("u2c_messages", s.u.messages).Int64("u2c_bytes", s.u.bytes)
+	closeFields(e, "client", &s.c)
+	closeFields(e, "upstream", &s.u)
+	s.mu.Lock()
+	e = e.Str("closed_by", s.closedBy).Str("reason", s.why).Bool("truncated", s.truncated)
+	s.mu.Unlock()
+	e.Msg("session closed")
+}
+
+// closeFields logs the Close frame a leg received from the gateway:
+// code "none" when it got none.
+func closeFields(e *zerolog.Event, name string, l *leg) {
+	if l.sentAny {
+		e.Str(name+"_close_code", strconv.Itoa(int(l.sentCode))).Str(name+"_close_reason", l.sentWhy)
+	} else {
+		e.Str(name+"_close_code", "none")
+	}
+}
+
+// registry is the set of live sessions, for shutdown, reload, drain and
+// metrics.
+type registry struct {
+	mu sync.Mutex
+	m  map[*session]struct{}
+}
+
+func (r *registry) init() { r.m = make(map[*session]struct{}) }
+
+func (r *registry) add(s *session) {
+	r.mu.Lock()
+	r.m[s] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *registry) remove(s *session) {
+	r.mu.Lock()
+	delete(r.m, s)
+	r.mu.Unlock()
+}
+
+func (r *registry) list() []*session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*session, 0, len(r.m))
+	for s := range r.m {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Sessions returns the number of open sessions.
+func (g *Gateway) Sessions() int { return int(g.active.Load()) }
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = net.Dial

@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wsgate/frame"
+)
+
+// side names a leg of a session.
+type side uint8
+
+const (
+	sideClient side = iota
+	sideUpstream
+)
+
+func (s side) String() string {
+	if s == sideClient {
+		return "client"
+	}
+	return "upstream"
+}
+
+// leg is one of a session's two connections. Its reading half is owned by
+// the pump goroutine that reads it; its writing half is shared (the other
+// pump relays into it, keepalive pings and closes are written to it) and is
+// serialised by wmu, always at frame boundaries.
+type leg struct {
+	side  side
+	conn  net.Conn
+	br    *bufio.Reader
+	rules frame.Rules
+	msg   frame.Message
+
+	// Write side, guarded by wmu.
+	wmu       sync.Mutex
+	wdeadline time.Time
+	sentClose atomic.Bool // a Close frame was written: nothing more may follow it
+	dead      atomic.Bool // the conn is closed or broken: nothing can be written
+	sentCode  frame.CloseCode
+	sentWhy   string
+	sentAny   bool
+
+	// Read side, owned by the pump reading this leg, published to the other
+	// pump through the atomics.
+	recvClose     atomic.Bool
+	recvCode      frame.CloseCode
+	recvWhy       string
+	closeDeadline atomic.Int64  // since session start; 0 = not closing
+	gen           atomic.Uint32 // bumped by wake, so rearm never loses one
+	lastRead      int64         // since session start: any frame
+	pingSent      int64         // since session start: 0 = no keepalive ping outstanding
+	token         [8]byte       // payload of our keepalive pings on this leg
+
+	// Tallies of what was read from this leg.
+	frames, messages, bytes int64
+}
+
+// errLegDead is returned by writes to a leg that is already closed.
+var errLegDead = errors.New("wsgate: leg closed")
+
+// lockWrite takes the write lock. It reports false (and releases the lock) if
+// nothing may be written any more: a Close was already sent, or the conn died.
+func (l *leg) lockWrite() bool {
+	l.wmu.Lock()
+	if l.sentClose.Load() || l.dead.Load() {
+		l.wmu.Unlock()
+		return false
+	}
+	return true
+}
+
+// writeLocked writes b with the write timeout; the caller holds wmu. A write
+// that fails marks the leg dead: the peer stopped reading (RFC 6455 gives no
+// way to recover a half-written frame).
+func (l *leg) writeLocked(b []byte, timeout time.Duration, now time.Time) error {
+	// Refresh the deadline only when it has drifted: a deadline change costs a
+	// timer update, and a frame stream would otherwise pay it on every write.
+	if timeout > 0 && l.wdeadline.Sub(now) < timeout-timeout/8 {
+		l.wdeadline = now.Add(timeout)
+		_ = l.conn.SetWriteDeadline(l.wdeadline)
+	}
+	_, err := l.conn.Write(b)
+	if err != nil {
+		l.dead.Store(true)
+	}
+	return err
+}
+
+// wake makes the pump reading this leg re-examine the session state now.
+func (l *leg) wake() {
+	l.gen.Add(1)
+	_ = l.conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// closeWrite half-closes the leg's conn when it can (TCP, TLS), so the peer
+// sees our FIN while we keep reading what it still sends.
+func (l *leg) closeWrite() {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := l.conn.(closeWriter); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

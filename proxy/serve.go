@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Listeners are the sockets a gateway serves. Run opens them from the config;
+// tests may pass their own.
+type Listeners struct {
+	Plain net.Listener
+	Admin net.Listener
+}
+
+// Listen opens the listeners the config asks for.
+func (g *Gateway) Listen() (*Listeners, error) {
+	cfg := g.Config()
+	var ls Listeners
+	var err error
+	if cfg.Server.Listen != "" {
+		if ls.Plain, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Server.AdminListen != "" {
+		if ls.Admin, err = net.Listen("tcp", cfg.Server.AdminListen); err != nil {
+			if ls.Plain != nil {
+				ls.Plain.Close()
+			}
+			return nil, err
+		}
+	}
+	return &ls, nil
+}
+
+// Serve serves ls until ctx is done, then shuts down gracefully (SPEC
+// "Graceful shutdown") and returns.
+func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
+	cfg := g.Config()
+	var servers []*http.Server
+	errc := make(chan error, 2)
+	start := func(ln net.Listener, h http.Handler, ws bool) {
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cfg.Server.HandshakeTimeout,
+			MaxHeaderBytes:    int(cfg.Server.MaxHeaderBytes),
+			ErrorLog:          nil,
+		}
+		if ws {
+			// The WebSocket listener speaks HTTP/1.1 only: RFC 6455's
+			// handshake is an HTTP/1.1 Upgrade.
+			var p http.Protocols
+			p.SetHTTP1(true)
+			srv.Protocols = &p
+		}
+		servers = append(servers, srv)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	if ls.Plain != nil {
+		start(ls.Plain, g, true)
+		g.log.Info().Str("listen", ls.Plain.Addr().String()).Msg("listening (ws://)")
+	}
+	if ls.Admin != nil {
+		start(ls.Admin, g.adminHandler(), false)
+		g.log.Info().Str("listen", ls.Admin.Addr().String()).Msg("admin listening")
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	g.Shutdown(context.Background())
+	for _, s := range servers {
+		s.Close()
+	}
+	return err
+}
+
+// Shutdown drains the gateway: new handshakes get 503, every session is sent
+// shutdown_close_code (client) and 1001 (upstream), spread over close_spread,
+// and Shutdown waits for them up to shutdown_grace.
+func (g *Gateway) Shutdown(ctx context.Context) {
+	g.draining.Store(true)
+	cfg := g.Config()
+	sessions := g.reg.list()
+	g.log.Info().Int("sessions", len(sessions)).Msg("shutting down")
+	deadline := time.Now().Add(cfg.Server.ShutdownGrace)
+	spread := cfg.Server.CloseSpread
+	for i, s := range sessions {
+		if len(sessions) > 1 && spread > 0 {
+			at := time.Duration(int64(spread) * int64(i) / int64(len(sessions)))
+			time.AfterFunc(at, func() { s.apply(evShutdown, "gateway") })
+		} else {
+			s.apply(evShutdown, "gateway")
+		}
+	}
+	for g.active.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (g *Gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if g.draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("draining\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}

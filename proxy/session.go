@@ -1,0 +1,653 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wsgate/frame"
+)
+
+// smallFrame is the largest frame validated whole before it is forwarded
+// (SPEC "The relay"): a violation inside it can still be answered with a
+// clean close on the other side. Larger frames stream through.
+const smallFrame = 16 << 10
+
+// bufPool holds relay buffers: header room, then smallFrame bytes of payload.
+// A pump takes one only while a payload is in flight, so an idle session
+// holds none.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, frame.MaxHeaderSize+smallFrame)
+	return &b
+}}
+
+// sessionConfig is what a session needs from its route's config snapshot.
+type sessionConfig struct {
+	pingInterval, pongTimeout, idleTimeout time.Duration
+	closeTimeout, writeTimeout             time.Duration
+	maxFrame, maxMessage                   int64
+	failureCode, shutdownCode              frame.CloseCode
+}
+
+// session relays one client connection and its upstream connection. It owns
+// both legs and all relay state; two pumps (one per direction, the first
+// running on the handler's goroutine) move frames, and whichever sees the
+// first terminal event decides the close frames both sides get.
+type session struct {
+	cfg      sessionConfig
+	start    time.Time
+	route    string
+	client   string // client address
+	upstream string // the upstream's configured URL
+	protocol string
+	backend  *Backend
+
+	c, u     leg
+	lastData atomic.Int64 // since start: last data frame in either direction
+
+	mu        sync.Mutex
+	why       string
+	closedBy  string
+	truncated bool
+}
+
+func newSession(cfg sessionConfig) *session {
+	s := &session{cfg: cfg, start: time.Now()}
+	s.c.side, s.u.side = sideClient, sideUpstream
+	s.c.rules = frame.Rules{Sender: frame.FromClient, MaxPayload: cfg.maxFrame}
+	s.u.rules = frame.Rules{Sender: frame.FromServer, MaxPayload: cfg.maxFrame}
+	s.c.msg.MaxSize, s.u.msg.MaxSize = cfg.maxMessage, cfg.maxMessage
+	k1, k2, k3, k4 := frame.NewKey(), frame.NewKey(), frame.NewKey(), frame.NewKey()
+	copy(s.c.token[:4], k1[:])
+	copy(s.c.token[4:], k2[:])
+	copy(s.u.token[:4], k3[:])
+	copy(s.u.token[4:], k4[:])
+	return s
+}
+
+func (s *session) now() int64 { return int64(time.Since(s.start)) }
+
+func (s *session) other(l *leg) *leg {
+	if l == &s.c {
+		return &s.u
+	}
+	return &s.c
+}
+
+// run relays until both legs are finished. The client→upstream pump runs on
+// the caller's goroutine.
+func (s *session) run() {
+	done := make(chan struct{})
+	go func() {
+		s.pump(&s.u, &s.c)
+		close(done)
+	}()
+	s.pump(&s.c, &s.u)
+	<-done
+}
+
+// setWhy records the first terminal event (first wins); truncation is always
+// reported because it is what the operator must see.
+func (s *session) setWhy(why, by string) {
+	s.mu.Lock()
+	if why == whyTruncated {
+		s.why, s.truncated = why, true
+		if s.closedBy == "" {
+			s.closedBy = by
+		}
+	} else if s.why == "" {
+		s.why, s.closedBy = why, by
+	}
+	s.mu.Unlock()
+}
+
+// apply sends each side what the table says for ev. A side that is already
+// awaiting our reply to its own Close gets its code echoed instead, so its
+// close handshake completes.
+func (s *session) apply(ev event, by string) {
+	r := closeTable[ev]
+	s.setWhy(r.why, by)
+	s.closeSide(&s.c, s.resolve(r.toClient), r.reason)
+	s.closeSide(&s.u, s.resolve(r.toUpstream), r.reason)
+}
+
+func (s *session) resolve(c frame.CloseCode) frame.CloseCode {
+	switch c {
+	case codeFailure:
+		return s.cfg.failureCode
+	case codeShut:
+		return s.cfg.shutdownCode
+	}
+	return c
+}
+
+func (s *session) closeSide(l *leg, code frame.CloseCode, reason string) {
+	if l.recvClose.Load() {
+		s.sendClose(l, l.recvCode, l.recvWhy)
+		return
+	}
+	if code != codeNone {
+		s.sendClose(l, code, reason)
+	}
+}
+
+// sendClose writes a Close frame to l unless one was sent already or l is
+// dead, and starts l's close timer.
+func (s *session) sendClose(l *leg, code frame.CloseCode, reason string) {
+	if !l.lockWrite() {
+		return
+	}
+	var pb [frame.MaxControlPayload]byte
+	var fb [frame.MaxHeaderSize + frame.MaxControlPayload]byte
+	payload := frame.AppendClose(pb[:0], code, reason)
+	h := frame.Header{Fin: true, Opcode: frame.OpClose}
+	if l.side == sideUpstream {
+		h.Masked, h.Key = true, frame.NewKey()
+	}
+	err := l.writeLocked(frame.AppendFrame(fb[:0], h, payload), s.cfg.writeTimeout, time.Now())
+	l.sentCode, l.sentWhy, l.sentAny = code, reason, err == nil
+	l.sentClose.Store(true)
+	l.wmu.Unlock()
+	if err != nil {
+		l.conn.Close()
+	}
+	l.closeDeadline.CompareAndSwap(0, s.now()+int64(s.cfg.closeTimeout))
+	l.wake()
+}
+
+// gone handles a leg whose peer vanished (EOF, reset, write or pong
+// timeout): its conn is closed so its pump stops, and the other side gets the
+// table's close — or, if it is waiting for a reply to its own Close, its code
+// echoed.
+func (s *session) gone(l *leg) {
+	if l.dead.Swap(true) {
+		return
+	}
+	l.conn.Close()
+	ev := goneEvent(l.side)
+	r := closeTable[ev]
+	if !l.sentClose.Load() && !l.recvClose.Load() {
+		s.setWhy(r.why, l.side.String())
+	}
+	code := r.toClient
+	if l.side == sideClient {
+		code = r.toUpstream
+	}
+	s.closeSide(s.other(l), s.resolve(code), r.reason)
+}
+
+// truncate ends a leg that is in the middle of a frame we are writing to it:
+// no Close frame can be sent any more, only a TCP close. The caller holds
+// l.wmu.
+func (s *session) truncate(l *leg) {
+	l.dead.Store(true)
+	l.conn.Close()
+	s.setWhy(whyTruncated, "gateway")
+}
+
+func (s *session) violation(src *leg, err error) {
+	code, ok := frame.CodeOf(err)
+	if !ok {
+		code = frame.CloseProtocolError
+	}
+	s.apply(violationEvent(src.side, code), "gateway")
+}
+
+// rearm sets src's read deadline to the next moment the pump must look at
+// its timers: the close deadline while closing; otherwise the next keepalive
+// ping or pong deadline and the idle deadline.
+func (s *session) rearm(l *leg) {
+	for {
+		gen := l.gen.Load()
+		d := l.closeDeadline.Load()
+		if d == 0 {
+			d = math.MaxInt64
+			if s.cfg.pingInterval > 0 {
+				if l.pingSent != 0 {
+					d = l.pingSent + int64(s.cfg.pongTimeout)
+				} else {
+					d = l.lastRead + int64(s.cfg.pingInterval)
+				}
+			}
+			if s.cfg.idleTimeout > 0 {
+				d = min(d, s.lastData.Load()+int64(s.cfg.idleTimeout))
+			}
+		}
+		var t time.Time
+		if d != math.MaxInt64 {
+			t = s.start.Add(time.Duration(d))
+		}
+		_ = l.conn.SetReadDeadline(t)
+		// A wake between the loads and SetReadDeadline was overwritten:
+		// look again.
+		if l.gen.Load() == gen {
+			return
+		}
+	}
+}
+
+// tickResult is what a leg's timers say when its read timed out.
+type tickResult uint8
+
+const (
+	tickGoOn   tickResult = iota // keep reading (a keepalive ping may have been sent)
+	tickClosed                   // the close handshake ran out of time
+	tickIdle                     // no data frame either way for idle_timeout
+	tickGone                     // no frame at all within pong_timeout of our ping
+)
+
+// tick runs l's timers after a read on it timed out (or was woken). It sends
+// a keepalive ping when one is due; everything else it only reports.
+func (s *session) tick(l *leg) tickResult {
+	now := s.now()
+	if d := l.closeDeadline.Load(); d != 0 {
+		if now >= d {
+			return tickClosed
+		}
+		return tickGoOn
+	}
+	if s.cfg.idleTimeout > 0 && now-s.lastData.Load() >= int64(s.cfg.idleTimeout) {
+		return tickIdle
+	}
+	if s.cfg.pingInterval > 0 {
+		if l.pingSent != 0 {
+			// SPEC: no frame at all within pong_timeout after our ping: the
+			// leg is gone. Any frame counts (RFC 6455 §5.5.3 lets a peer
+			// answer only the latest ping).
+			if now-l.pingSent >= int64(s.cfg.pongTimeout) {
+				return tickGone
+			}
+		} else if now-l.lastRead >= int64(s.cfg.pingInterval) {
+			s.ping(l)
+			l.pingSent = now
+		}
+	}
+	return tickGoOn
+}
+
+// timer runs l's timers at a frame boundary and acts on them. It reports
+// whether the pump should keep reading l.
+func (s *session) timer(l *leg) bool {
+	return s.act(l, s.tick(l))
+}
+
+func (s *session) act(l *leg, t tickResult) bool {
+	switch t {
+	case tickClosed:
+		return false
+	case tickGone:
+		s.gone(l)
+		return false
+	case tickIdle:
+		s.apply(evIdle, "gateway")
+	}
+	s.rearm(l)
+	return true
+}
+
+func (s *session) ping(l *leg) {
+	if !l.lockWrite() {
+		return
+	}
+	var fb [frame.MaxHeaderSize + 8]byte
+	h := frame.Header{Fin: true, Opcode: frame.OpPing}
+	if l.side == sideUpstream {
+		h.Masked, h.Key = true, frame.NewKey()
+	}
+	err := l.writeLocked(frame.AppendFrame(fb[:0], h, l.token[:]), s.cfg.writeTimeout, time.Now())
+	l.wmu.Unlock()
+	if err != nil {
+		s.gone(l)
+	}
+}
+
+// pump reads frames from src and relays them to dst until src is finished:
+// its close handshake done and its TCP connection ended, or it is gone.
+func (s *session) pump(src, dst *leg) {
+	s.rearm(src)
+	drained := false
+	for {
+		if src.dead.Load() {
+			break
+		}
+		if src.recvClose.Load() {
+			// The peer sent its Close: nothing it sends from now on is a
+			// frame we act on. Wait for our reply to go out (we are woken),
+			// then for its FIN. The server side closes first (RFC 6455
+			// §7.1.1): half-close the client leg once both Closes are out.
+			if src.sentClose.Load() && !drained {
+				drained = true
+				if src.side == sideClient {
+					src.closeWrite()
+				}
+			}
+			if !s.discard(src) {
+				break
+			}
+			continue
+		}
+		h, err := frame.ReadHeader(src.br, src.rules)
+		if err != nil {
+			if isTimeout(err) {
+				if s.timer(src) {
+					continue
+				}
+				break
+			}
+			if _, ok := err.(*frame.Error); ok && !src.sentClose.Load() {
+				s.violation(src, err)
+				// Linger: step over the payload and look for the peer's Close.
+				if !s.skip(src, h.Length) {
+					break
+				}
+				continue
+			}
+			// EOF, reset, or garbage after our Close: the leg is over.
+			s.gone(src)
+			break
+		}
+		src.lastRead = s.now()
+		src.pingSent = 0
+		src.frames++
+		if src.sentClose.Load() {
+			// We closed this leg: discard data, wait for its Close.
+			if !s.awaitClose(src, h) {
+				break
+			}
+			continue
+		}
+		if h.Opcode.IsControl() {
+			if !s.control(src, dst, h) {
+				break
+			}
+			continue
+		}
+		if err := src.msg.Next(h); err != nil {
+			s.violation(src, err)
+			if !s.skip(src, h.Length) {
+				break
+			}
+			continue
+		}
+		s.lastData.Store(src.lastRead)
+		if !s.data(src, dst, h) {
+			break
+		}
+	}
+	s.finish(src)
+}
+
+// finish ends src's connection: the other leg, if it is waiting for a reply
+// that src will never give, gets its own code echoed.
+func (s *session) finish(src *leg) {
+	o := s.other(src)
+	if o.recvClose.Load() {
+		s.sendClose(o, o.recvCode, o.recvWhy)
+	} else if !o.sentClose.Load() {
+		ev := goneEvent(src.side)
+		s.apply(ev, src.side.String())
+	}
+	src.closeWrite()
+	src.dead.Store(true)
+	src.conn.Close()
+}
+
+// discard reads and drops whatever src still sends, until EOF or its close
+// deadline. It reports whether to keep going.
+func (s *session) discard(src *leg) bool {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	_, err := src.br.Read(*bp)
+	if err == nil {
+		return true
+	}
+	if isTimeout(err) {
+		return s.timer(src)
+	}
+	return false
+}
+
+// readFull reads len(p) payload bytes from src, running src's timers when a
+// read times out. It reports false if src ended first.
+func (s *session) readFull(src *leg, p []byte) bool {
+	for len(p) > 0 {
+		n, err := src.br.Read(p)
+		p = p[n:]
+		if err != nil {
+			if isTimeout(err) && s.timer(src) {
+				continue
+			}
+			if !isTimeout(err) {
+				s.gone(src)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// awaitClose handles a frame from a leg we have sent a Close to: data is
+// dropped; its Close completes the handshake.
+func (s *session) awaitClose(src *leg, h frame.Header) bool {
+	if h.Opcode != frame.OpClose {
+		return s.skip(src, h.Length)
+	}
+	var pb [frame.MaxControlPayload]byte
+	p := pb[:h.Length]
+	if !s.readFull(src, p) {
+		return false
+	}
+	frame.Mask(h.Key, 0, p)
+	code, reason, err := frame.ParseClose(p)
+	if err != nil {
+		code, reason = frame.CloseNoStatus, nil
+	}
+	src.recvCode, src.recvWhy = code, string(reason)
+	src.recvClose.Store(true)
+	// If the other side started this close handshake, this is the reply it
+	// waits for: relay it (SPEC: "relays the upstream's Close reply").
+	if o := s.other(src); o.recvClose.Load() {
+		s.sendClose(o, code, string(reason))
+	}
+	return true
+}
+
+func (s *session) skip(src *leg, n int64) bool {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for n > 0 {
+		k := int64(len(buf))
+		if n < k {
+			k = n
+		}
+		if !s.readFull(src, buf[:k]) {
+			return false
+		}
+		n -= k
+	}
+	return true
+}
+
+// control relays a ping or pong, or handles a Close, from src.
+func (s *session) control(src, dst *leg, h frame.Header) bool {
+	var pb [frame.MaxControlPayload]byte
+	p := pb[:h.Length]
+	if !s.readFull(src, p) {
+		return false
+	}
+	if h.Masked {
+		frame.Mask(h.Key, 0, p)
+	}
+	switch h.Opcode {
+	case frame.OpClose:
+		code, reason, err := frame.ParseClose(p)
+		if err != nil {
+			s.violation(src, err)
+			return true
+		}
+		src.recvCode, src.recvWhy = code, string(reason)
+		src.recvClose.Store(true)
+		src.closeDeadline.CompareAndSwap(0, s.now()+2*int64(s.cfg.closeTimeout))
+		if !src.sentClose.Load() {
+			// src starts the close handshake: relay it.
+			s.setWhy(whyNormal, src.side.String())
+		}
+		s.sendClose(dst, code, string(reason))
+		return true
+	case frame.OpPong:
+		if bytes.Equal(p, src.token[:]) {
+			return true // the answer to our keepalive: consumed
+		}
+	}
+	out := h
+	out.Masked = dst.side == sideUpstream
+	if out.Masked {
+		out.Key = frame.NewKey()
+	}
+	var fb [frame.MaxHeaderSize + frame.MaxControlPayload]byte
+	return s.write(dst, frame.AppendFrame(fb[:0], out, p))
+}
+
+// write writes one whole frame to dst. A failed write means dst's peer is
+// gone. It reports whether src's pump should continue (it always should:
+// dst's failure is handled through the table).
+func (s *session) write(dst *leg, b []byte) bool {
+	if !dst.lockWrite() {
+		return true
+	}
+	err := dst.writeLocked(b, s.cfg.writeTimeout, time.Now())
+	dst.wmu.Unlock()
+	if err != nil {
+		s.gone(dst)
+	}
+	return true
+}
+
+// data relays one data frame. Frames up to smallFrame are read and checked
+// whole before they are forwarded; larger ones stream through one buffer.
+func (s *session) data(src, dst *leg, h frame.Header) bool {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	const room = frame.MaxHeaderSize
+	out := h
+	out.Masked = dst.side == sideUpstream
+	if out.Masked {
+		out.Key = frame.NewKey()
+	}
+	if h.Length <= smallFrame {
+		p := buf[room : room+int(h.Length)]
+		if !s.readFull(src, p) {
+			return false
+		}
+		if err := s.check(src, h, 0, p); err != nil {
+			s.violation(src, err)
+			return true
+		}
+		s.count(src, h)
+		if out.Masked {
+			frame.Mask(out.Key, 0, p)
+		}
+		hs := out.Size()
+		frame.PutHeader(buf[room-hs:], out)
+		return s.write(dst, buf[room-hs:room+len(p)])
+	}
+	return s.stream(src, dst, h, out, buf)
+}
+
+// check unmasks a payload chunk at pos and validates it.
+func (s *session) check(src *leg, h frame.Header, pos int, p []byte) error {
+	if h.Masked {
+		frame.Mask(h.Key, pos, p)
+	}
+	if err := src.msg.Payload(p); err != nil {
+		return err
+	}
+	if pos+len(p) == int(h.Length) {
+		return src.msg.EndFrame()
+	}
+	return nil
+}
+
+func (s *session) count(src *leg, h frame.Header) {
+	src.bytes += h.Length
+	if h.Fin {
+		src.messages++
+	}
+}
+
+// stream relays a large frame chunk by chunk, holding dst's write lock for
+// the whole frame so nothing interleaves with it. If src ends or its payload
+// turns out invalid part-way, dst has a partial frame and can only be
+// truncated (TCP close).
+func (s *session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
+	const room = frame.MaxHeaderSize
+	writing := dst.lockWrite()
+	hs := out.Size()
+	frame.PutHeader(buf[room-hs:], out)
+	first := true
+	var pos int64
+	for pos < h.Length {
+		n := min(h.Length-pos, smallFrame)
+		k, err := src.br.Read(buf[room : room+int(n)])
+		if err != nil && k == 0 {
+			t := tickGone // EOF or reset: src vanished mid-frame
+			if isTimeout(err) {
+				if t = s.tick(src); t == tickGoOn {
+					s.rearm(src)
+					continue
+				}
+			}
+			if writing {
+				s.truncate(dst)
+				dst.wmu.Unlock()
+			}
+			s.act(src, t)
+			return false
+		}
+		p := buf[room : room+k]
+		if err := s.check(src, h, int(pos), p); err != nil {
+			if writing {
+				s.truncate(dst)
+				dst.wmu.Unlock()
+			}
+			s.violation(src, err)
+			return true
+		}
+		pos += int64(k)
+		s.lastData.Store(s.now())
+		if !writing {
+			continue
+		}
+		if out.Masked {
+			frame.Mask(out.Key, int(pos)-k, p)
+		}
+		b := p
+		if first {
+			b = buf[room-hs : room+k]
+			first = false
+		}
+		if err := dst.writeLocked(b, s.cfg.writeTimeout, time.Now()); err != nil {
+			// dst stopped taking writes: it is gone. Finish reading the
+			// frame so src stays in step, then let the table close src.
+			dst.wmu.Unlock()
+			writing = false
+			defer s.gone(dst)
+		}
+	}
+	if writing {
+		dst.wmu.Unlock()
+	}
+	s.count(src, h)
+	return true
+}
+
+var _ = errors.New
+var _ = io.EOF
+var _ net.Conn
