@@ -36,6 +36,7 @@ type Gateway struct {
 	reg      registry
 	active   atomic.Int64 // open sessions, for server.max_connections
 	draining atomic.Bool
+	tls      tlsState
 }
 
 // snapshot is one loaded config with everything built from it. A session

@@ -2,38 +2,62 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"log"
 	"net"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 )
+
+// zerologWriter turns net/http's error log (TLS handshake failures, accept
+// errors) into warn lines.
+type zerologWriter struct{ log zerolog.Logger }
+
+func (w zerologWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Str("event", "http_error").Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // Listeners are the sockets a gateway serves. Run opens them from the config;
 // tests may pass their own.
 type Listeners struct {
-	Plain net.Listener
-	Admin net.Listener
+	Plain net.Listener // server.listen
+	TLS   net.Listener // server.tls_listen (TCP; TLS is layered by Serve)
+	Admin net.Listener // server.admin_listen
+}
+
+// Close closes every listener.
+func (ls *Listeners) Close() {
+	for _, l := range []net.Listener{ls.Plain, ls.TLS, ls.Admin} {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
 
 // Listen opens the listeners the config asks for.
 func (g *Gateway) Listen() (*Listeners, error) {
 	cfg := g.Config()
-	var ls Listeners
-	var err error
-	if cfg.Server.Listen != "" {
-		if ls.Plain, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+	ls := &Listeners{}
+	for _, l := range []struct {
+		addr string
+		ln   *net.Listener
+	}{{cfg.Server.Listen, &ls.Plain}, {cfg.Server.TLSListen, &ls.TLS}, {cfg.Server.AdminListen, &ls.Admin}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			ls.Close()
 			return nil, err
 		}
+		*l.ln = ln
 	}
-	if cfg.Server.AdminListen != "" {
-		if ls.Admin, err = net.Listen("tcp", cfg.Server.AdminListen); err != nil {
-			if ls.Plain != nil {
-				ls.Plain.Close()
-			}
-			return nil, err
-		}
-	}
-	return &ls, nil
+	return ls, nil
 }
 
 // Serve serves ls until ctx is done, then shuts down gracefully (SPEC
@@ -42,12 +66,14 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	cfg := g.Config()
 	var servers []*http.Server
 	errc := make(chan error, 2)
-	start := func(ln net.Listener, h http.Handler, ws bool) {
+	errLog := log.New(zerologWriter{g.log}, "", 0)
+	start := func(ln net.Listener, h http.Handler, ws bool, tlsCfg *tls.Config) {
 		srv := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: cfg.Server.HandshakeTimeout,
 			MaxHeaderBytes:    int(cfg.Server.MaxHeaderBytes),
-			ErrorLog:          nil,
+			ErrorLog:          errLog,
+			TLSConfig:         tlsCfg,
 		}
 		if ws {
 			// The WebSocket listener speaks HTTP/1.1 only: RFC 6455's
@@ -58,17 +84,36 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 		}
 		servers = append(servers, srv)
 		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if tlsCfg != nil {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
 	}
+	if ls.TLS != nil {
+		certs, err := loadCertificates(cfg.TLS.Certificates)
+		if err != nil {
+			return err
+		}
+		g.tls.certs.Store(certs)
+		start(ls.TLS, g, true, g.tlsConfig(cfg))
+		g.log.Info().Str("listen", ls.TLS.Addr().String()).Msg("listening (wss://)")
+	}
 	if ls.Plain != nil {
-		start(ls.Plain, g, true)
+		var h http.Handler = g
+		if ls.TLS != nil {
+			h = g.plainHandler(ls.TLS.Addr().String())
+		}
+		start(ls.Plain, h, true, nil)
 		g.log.Info().Str("listen", ls.Plain.Addr().String()).Msg("listening (ws://)")
 	}
 	if ls.Admin != nil {
-		start(ls.Admin, g.adminHandler(), false)
+		start(ls.Admin, g.adminHandler(), false, nil)
 		g.log.Info().Str("listen", ls.Admin.Addr().String()).Msg("admin listening")
 	}
 	var err error

@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"wsgate/handshake"
+)
+
+// certSet is the static certificates of a config, looked up by SNI name.
+type certSet struct {
+	exact map[string]*tls.Certificate
+	wild  map[string]*tls.Certificate // by the suffix after "*."
+	first *tls.Certificate            // for clients that send no SNI
+}
+
+// loadCertificates reads tls.certificates. SIGHUP calls it again, so renewed
+// files take effect without a restart.
+func loadCertificates(files []CertFile) (*certSet, error) {
+	cs := &certSet{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
+	for _, f := range files {
+		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", f.Cert, err)
+		}
+		cert := &c
+		if cs.first == nil {
+			cs.first = cert
+		}
+		names := f.DNSNames
+		if len(names) == 0 && c.Leaf != nil {
+			names = c.Leaf.DNSNames
+		}
+		for _, n := range names {
+			n = strings.ToLower(strings.TrimSuffix(n, "."))
+			if suffix, ok := strings.CutPrefix(n, "*."); ok {
+				if _, dup := cs.wild[suffix]; !dup {
+					cs.wild[suffix] = cert
+				}
+			} else if _, dup := cs.exact[n]; !dup {
+				cs.exact[n] = cert
+			}
+		}
+		if c.Leaf != nil {
+			for _, ip := range c.Leaf.IPAddresses {
+				if _, dup := cs.exact[ip.String()]; !dup {
+					cs.exact[ip.String()] = cert
+				}
+			}
+		}
+	}
+	return cs, nil
+}
+
+// get returns the certificate for an SNI name: an exact name first, then a
+// wildcard covering exactly one label in front of its suffix (RFC 6125 §6.4.3).
+func (cs *certSet) get(name string) *tls.Certificate {
+	if cs == nil {
+		return nil
+	}
+	if name == "" {
+		return cs.first
+	}
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if c := cs.exact[name]; c != nil {
+		return c
+	}
+	if _, suffix, ok := strings.Cut(name, "."); ok {
+		return cs.wild[suffix]
+	}
+	return nil
+}
+
+// tlsState is what the TLS listener serves; swapped whole on reload.
+type tlsState struct {
+	certs atomic.Pointer[certSet]
+}
+
+// tlsConfig builds the TLS listener's config: static certificates by SNI,
+// HTTP/1.1 only (RFC 6455's handshake is an HTTP/1.1 Upgrade; RFC 8441's
+// WebSockets over h2 is not offered in this version).
+func (g *Gateway) tlsConfig(cfg *Config) *tls.Config {
+	minVersion := uint16(tls.VersionTLS12)
+	if cfg.TLS.MinVersion == "1.3" {
+		minVersion = tls.VersionTLS13
+	}
+	return &tls.Config{
+		MinVersion: minVersion,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := g.tls.certs.Load().get(hello.ServerName); c != nil {
+				return c, nil
+			}
+			return nil, fmt.Errorf("no certificate for server name %q", hello.ServerName)
+		},
+	}
+}
+
+// plainHandler serves the plain listener while TLS is on: WebSocket upgrades
+// for routes with allow_plain go to the gateway, other upgrades get 403
+// ("use wss://"), and every other request is redirected to https.
+func (g *Gateway) plainHandler(tlsAddr string) http.Handler {
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isUpgrade(r) {
+			snap := g.snap.Load()
+			if i, ok := snap.router.Match(r.Host, r.URL.Path); ok && snap.routes[i].cfg.AllowPlain {
+				g.ServeHTTP(w, r)
+				return
+			}
+			route := ""
+			if i, ok := snap.router.Match(r.Host, r.URL.Path); ok {
+				route = snap.routes[i].cfg.Name
+			}
+			g.reject(w, r, route, &handshake.Rejection{Status: http.StatusForbidden, Reason: "use wss://"})
+			return
+		}
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		if tlsPort != "" && tlsPort != "443" {
+			host += ":" + tlsPort
+		}
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+}
+
+func isUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
