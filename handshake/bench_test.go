@@ -1,0 +1,59 @@
+package handshake
+
+import (
+	"bufio"
+	"bytes"
+	"net/http"
+	"testing"
+)
+
+func BenchmarkAcceptKey(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(rfcKey)))
+	for b.Loop() {
+		_ = AcceptKey(rfcKey)
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		r    *http.Request
+	}{
+		{"valid_no_protocols", rfcRequest(del("Sec-WebSocket-Protocol"))},
+		{"valid_RFC6455_1.3", rfcRequest(nil)},
+		{"rejected_426_version", rfcRequest(set("Sec-WebSocket-Version", "8"))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = Check(bc.r)
+			}
+		})
+	}
+}
+
+func BenchmarkAppendResponse101(b *testing.B) {
+	b.ReportAllocs()
+	buf := make([]byte, 0, 256)
+	extra := http.Header{"Set-Cookie": {"sid=abc; Path=/; HttpOnly"}}
+	for b.Loop() {
+		buf = AppendResponse101(buf[:0], rfcKey, "chat", extra)
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkReadResponse(b *testing.B) {
+	head := AppendResponse101(nil, rfcKey, "chat", http.Header{"Set-Cookie": {"sid=abc"}})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(head)))
+	r := bytes.NewReader(head)
+	br := bufio.NewReader(r)
+	for b.Loop() {
+		r.Reset(head)
+		br.Reset(r)
+		if _, err := ReadResponse(br, 0, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
