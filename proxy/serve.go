@@ -65,7 +65,9 @@ func (g *Gateway) Listen() (*Listeners, error) {
 func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	cfg := g.Config()
 	var servers []*http.Server
-	errc := make(chan error, 2)
+	// One slot per server: only the first error is received, and a
+	// second or third server failing must not block its goroutine forever.
+	errc := make(chan error, 3)
 	errLog := log.New(zerologWriter{g.log}, "", 0)
 	start := func(ln net.Listener, h http.Handler, ws bool, tlsCfg *tls.Config) {
 		srv := &http.Server{

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 
@@ -75,6 +76,24 @@ func (cs *certSet) get(name string) *tls.Certificate {
 	return nil
 }
 
+// forHello returns the certificate for a ClientHello. A client that dialled
+// an IP address sends no SNI (RFC 6066 §3 allows no IP literals in it); it
+// gets the certificate for the address it reached, if one covers it, else
+// the first one.
+func (cs *certSet) forHello(hello *tls.ClientHelloInfo) *tls.Certificate {
+	if cs == nil {
+		return nil
+	}
+	if hello.ServerName == "" && hello.Conn != nil {
+		if ap, err := netip.ParseAddrPort(hello.Conn.LocalAddr().String()); err == nil {
+			if c := cs.exact[ap.Addr().Unmap().WithZone("").String()]; c != nil {
+				return c
+			}
+		}
+	}
+	return cs.get(hello.ServerName)
+}
+
 // tlsState is what the TLS listener serves; swapped whole on reload.
 type tlsState struct {
 	certs atomic.Pointer[certSet]
@@ -92,7 +111,7 @@ func (g *Gateway) tlsConfig(cfg *Config) *tls.Config {
 		MinVersion: minVersion,
 		NextProtos: []string{"http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if c := g.tls.certs.Load().get(hello.ServerName); c != nil {
+			if c := g.tls.certs.Load().forHello(hello); c != nil {
 				return c, nil
 			}
 			return nil, fmt.Errorf("no certificate for server name %q", hello.ServerName)
@@ -123,11 +142,21 @@ func (g *Gateway) plainHandler(tlsAddr string) http.Handler {
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
-		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
+		// An IPv6 literal without a port ("[::1]") keeps its brackets
+		// through SplitHostPort's failure; take them off before putting
+		// them back once.
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if host == "" {
+			// HTTP/1.0 without Host: send the client back to the address
+			// it reached.
+			if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+				host, _, _ = net.SplitHostPort(a.String())
+			}
 		}
 		if tlsPort != "" && tlsPort != "443" {
-			host += ":" + tlsPort
+			host = net.JoinHostPort(host, tlsPort)
+		} else if strings.Contains(host, ":") {
+			host = "[" + host + "]"
 		}
 		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
 	})
