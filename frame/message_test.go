@@ -199,14 +199,17 @@ func TestMessageInterleavedState(t *testing.T) {
 }
 
 // refMessage is a model of Message written from RFC 6455 §5.4, §5.6 and
-// §8.1 without its shortcuts: it keeps the whole text so far and asks
-// utf8.Valid, and sums sizes in uint64 where nothing can overflow.
+// §8.1 without its shortcuts: it keeps the whole text so far, decodes it
+// rune by rune with unicode/utf8 and looks the unfinished rest up in the
+// brute-force table of partial runes; at the end it asks utf8.Valid. It sums
+// sizes in uint64, where two int64 lengths cannot overflow.
 type refMessage struct {
 	max     int64
 	in      bool // a fragmented message is in progress
 	op      frame.Opcode
 	size    uint64
 	text    []byte
+	whole   int // text[:whole] is whole runes
 	curData bool
 	curFin  bool
 }
@@ -223,7 +226,7 @@ func (r *refMessage) next(h frame.Header) error {
 		if r.in {
 			return frame.ErrExpectedContinuation
 		}
-		r.op, r.size, r.text = h.Opcode, 0, r.text[:0]
+		r.op, r.size, r.text, r.whole = h.Opcode, 0, r.text[:0], 0
 	}
 	if r.max > 0 && r.size+uint64(h.Length) > uint64(r.max) {
 		return frame.ErrMessageTooBig
@@ -236,7 +239,14 @@ func (r *refMessage) next(h frame.Header) error {
 func (r *refMessage) payload(p []byte) error {
 	if r.curData && r.op == text {
 		r.text = append(r.text, p...)
-		if !validPrefixRef(r.text) {
+		for r.whole < len(r.text) {
+			c, size := utf8.DecodeRune(r.text[r.whole:])
+			if c == utf8.RuneError && size == 1 {
+				break // invalid, or a rune not finished yet
+			}
+			r.whole += size
+		}
+		if rest := r.text[r.whole:]; len(rest) > 0 && !partialRunes()[string(rest)] {
 			return frame.ErrInvalidUTF8
 		}
 	}
@@ -321,4 +331,30 @@ func FuzzMessage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A reader that drains frames after sending its Close (§7.1.1) may go on
+// through Message: each new data message starts with fresh UTF-8 state.
+func TestMessageStartsCleanAfterError(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"\xe2\x82", "\xff"} {
+		var m frame.Message
+		_ = m.Next(frame.Header{Fin: true, Opcode: frame.OpText, Length: int64(len(bad))})
+		err := m.Payload([]byte(bad))
+		if err == nil {
+			err = m.EndFrame()
+		}
+		if err != frame.ErrInvalidUTF8 {
+			t.Fatalf("%q: error %v, want ErrInvalidUTF8", bad, err)
+		}
+		if err := m.Next(frame.Header{Fin: true, Opcode: frame.OpText, Length: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Payload([]byte("ok")); err != nil {
+			t.Errorf("after %q: Payload(ok) = %v", bad, err)
+		}
+		if err := m.EndFrame(); err != nil {
+			t.Errorf("after %q: EndFrame = %v", bad, err)
+		}
+	}
 }

@@ -154,6 +154,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, r, rs.cfg.Name, rej)
 		return
 	}
+	// The query goes upstream as sent, so it must be sendable: net/http
+	// lets raw non-ASCII bytes through, which Dial refuses (ErrBadURL).
+	// That is the client's doing; left to the dial, it was blamed on every
+	// upstream in turn (passive health) and answered 502.
+	if !sendableQuery(r.URL.RawQuery) {
+		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusBadRequest,
+			Reason: "query string must be ASCII: percent-encode other bytes"})
+		return
+	}
 	if req.Origin != "" && !rs.cfg.Settings.OriginAllowed(req.Origin) {
 		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusForbidden, Reason: "origin not allowed"})
 		return
@@ -182,6 +191,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	conn, br, err := handshake.Upgrade(w, req, up.Protocol, extra)
 	if err != nil {
 		up.Conn.Close()
+		b.Release()
 		g.log.Warn().Err(err).Str("route", rs.cfg.Name).Str("client", client.String()).Msg("upgrade failed")
 		return
 	}
@@ -190,7 +200,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.route, s.client, s.upstream, s.protocol, s.backend = rs.cfg.Name, client.String(), b.Key, up.Protocol, b
 	s.c.conn, s.c.br = conn, br
 	s.u.conn, s.u.br = up.Conn, up.Reader
-	b.Acquire()
 	g.active.Add(1)
 	g.reg.add(s)
 	s.run()
@@ -204,7 +213,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // dialUpstream handshakes with the route's upstreams in the pool's order, at
 // most maxAttempts of them. A non-101 answer or a bad 101 ends the attempt at
-// once (it is the upstream's answer, not a failure to reach it).
+// once (it is the upstream's answer, not a failure to reach it). On success
+// the returned backend has been Acquired; the caller Releases it.
 func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr) (*handshake.Upstream, *Backend, error) {
 	hdr := upstreamHeader(r, rs.cfg, g.snap.Load().cfg.Server.TrustedProxies)
 	protos := req.Protocols
@@ -231,6 +241,10 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 		if r.URL.RawQuery != "" || target.RawQuery == "" {
 			target.RawQuery = r.URL.RawQuery
 		}
+		// Counted from the start of the dial (Backend.Acquire), so that a
+		// burst of handshakes under least_conn does not all pick the
+		// upstream that was least loaded before any of them was counted.
+		b.Acquire()
 		ctx, cancel := context.WithTimeout(r.Context(), rs.cfg.Settings.UpstreamDialTimeout)
 		up, err := d.Dial(ctx, target, hdr, protos)
 		cancel()
@@ -238,6 +252,7 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 			rs.pool.Succeeded(b)
 			return up, b, nil
 		}
+		b.Release()
 		lastErr = err
 		var se *handshake.StatusError
 		if errors.As(err, &se) || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || isBadUpstreamAnswer(err) {
@@ -252,14 +267,31 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 	return nil, nil, lastErr
 }
 
-func isBadUpstreamAnswer(err error) bool {
+// sendableQuery reports whether a query can go on the upstream's request
+// line: visible ASCII only (RFC 3986 §3.4).
+func sendableQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		if q[i] <= ' ' || q[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isBadUpstreamAnswer(err error) bool { return badUpstreamAnswer(err) != nil }
+
+// badUpstreamAnswer returns the handshake sentinel err wraps when the
+// upstream answered but its answer was unusable, or nil. The sentinel is
+// found with errors.Is: Dial may wrap two causes at once (the context's
+// error and the sentinel), where errors.Unwrap returns nil.
+func badUpstreamAnswer(err error) error {
 	for _, e := range []error{handshake.ErrBadAccept, handshake.ErrBadUpgrade, handshake.ErrBadProtocol,
 		handshake.ErrBadExtension, handshake.ErrBadResponse, handshake.ErrResponseTooLarge} {
 		if errors.Is(err, e) {
-			return true
+			return e
 		}
 	}
-	return false
+	return nil
 }
 
 // targetURL returns the URL to dial for u and the dialer to use.
@@ -298,11 +330,8 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, route s
 		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusGatewayTimeout, Reason: "upstream timed out"})
 	default:
 		reason := "upstream unavailable"
-		if isBadUpstreamAnswer(err) {
-			reason = "bad upstream handshake: " + strings.TrimPrefix(errors.Unwrap(err).Error(), "handshake: ")
-			if errors.Unwrap(err) == nil {
-				reason = "bad upstream handshake"
-			}
+		if bad := badUpstreamAnswer(err); bad != nil {
+			reason = "bad upstream handshake: " + strings.TrimPrefix(bad.Error(), "handshake: ")
 		}
 		g.log.Warn().Err(err).Str("route", route).Msg("upstream handshake failed")
 		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusBadGateway, Reason: reason})
@@ -315,7 +344,10 @@ func (g *Gateway) reject(w http.ResponseWriter, r *http.Request, route string, r
 }
 
 func (g *Gateway) logReject(r *http.Request, route string, status int, reason string) {
-	g.log.Info().Str("event", "rejected").Str("route", route).Str("client", r.RemoteAddr).
+	// "client" is the client address as the access log has it (behind a
+	// trusted proxy, not the proxy's); "peer" is the TCP peer.
+	client := clientAddr(r, g.snap.Load().cfg.Server.TrustedProxies)
+	g.log.Info().Str("event", "rejected").Str("route", route).Str("client", client.String()).Str("peer", r.RemoteAddr).
 		Str("host", r.Host).Str("path", r.URL.Path).Int("status", status).Str("reason", reason).Msg("handshake rejected")
 }
 

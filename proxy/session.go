@@ -50,6 +50,12 @@ type session struct {
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
 
+	// emu serialises close decisions: which Close each leg gets is decided
+	// and sent under it, so two terminal events (or an event and a peer's
+	// Close) never interleave half-way. It is taken before a leg's wmu,
+	// never while holding one.
+	emu sync.Mutex
+
 	mu        sync.Mutex
 	why       string
 	closedBy  string
@@ -110,6 +116,12 @@ func (s *session) setWhy(why, by string) {
 // awaiting our reply to its own Close gets its code echoed instead, so its
 // close handshake completes.
 func (s *session) apply(ev event, by string) {
+	s.emu.Lock()
+	defer s.emu.Unlock()
+	s.applyLocked(ev, by)
+}
+
+func (s *session) applyLocked(ev event, by string) {
 	r := closeTable[ev]
 	s.setWhy(r.why, by)
 	s.closeSide(&s.c, s.resolve(r.toClient), r.reason)
@@ -137,7 +149,7 @@ func (s *session) closeSide(l *leg, code frame.CloseCode, reason string) {
 }
 
 // sendClose writes a Close frame to l unless one was sent already or l is
-// dead, and starts l's close timer.
+// dead, and starts l's close timer. The caller holds s.emu.
 func (s *session) sendClose(l *leg, code frame.CloseCode, reason string) {
 	if !l.lockWrite() {
 		return
@@ -149,9 +161,12 @@ func (s *session) sendClose(l *leg, code frame.CloseCode, reason string) {
 	if l.side == sideUpstream {
 		h.Masked, h.Key = true, frame.NewKey()
 	}
+	// Published before the write: the peer may answer at once, and the pump
+	// reading its answer must take it for the reply to this Close, not for
+	// a Close of its own to relay.
+	l.sentClose.Store(true)
 	err := l.writeLocked(frame.AppendFrame(fb[:0], h, payload), s.cfg.writeTimeout, time.Now())
 	l.sentCode, l.sentWhy, l.sentAny = code, reason, err == nil
-	l.sentClose.Store(true)
 	l.wmu.Unlock()
 	if err != nil {
 		l.conn.Close()
@@ -165,12 +180,17 @@ func (s *session) sendClose(l *leg, code frame.CloseCode, reason string) {
 // table's close — or, if it is waiting for a reply to its own Close, its code
 // echoed.
 func (s *session) gone(l *leg) {
-	if l.dead.Swap(true) {
+	// Not dead.Swap: a failed write marks the leg dead first, and its
+	// peer must still be handled as gone.
+	if l.lost.Swap(true) {
 		return
 	}
+	l.dead.Store(true)
 	l.conn.Close()
 	ev := goneEvent(l.side)
 	r := closeTable[ev]
+	s.emu.Lock()
+	defer s.emu.Unlock()
 	if !l.sentClose.Load() && !l.recvClose.Load() {
 		s.setWhy(r.why, l.side.String())
 	}
@@ -183,11 +203,15 @@ func (s *session) gone(l *leg) {
 
 // truncate ends a leg that is in the middle of a frame we are writing to it:
 // no Close frame can be sent any more, only a TCP close. The caller holds
-// l.wmu.
-func (s *session) truncate(l *leg) {
+// l.wmu; by is who caused it. The leg's own pump must not treat the closed
+// conn as its peer vanishing: whoever truncates decides the other side's
+// close.
+func (s *session) truncate(l *leg, by string) {
+	l.cut.Store(true)
+	l.lost.Store(true)
 	l.dead.Store(true)
 	l.conn.Close()
-	s.setWhy(whyTruncated, "gateway")
+	s.setWhy(whyTruncated, by)
 }
 
 func (s *session) violation(src *leg, err error) {
@@ -263,8 +287,14 @@ func (s *session) tick(l *leg) tickResult {
 				return tickGone
 			}
 		} else if now-l.lastRead >= int64(s.cfg.pingInterval) {
-			s.ping(l)
-			l.pingSent = now
+			if s.ping(l) {
+				l.pingSent = now
+			} else {
+				// A frame is streaming into l right now: its writes show
+				// whether l's peer is reading (write_timeout). Look again
+				// one interval later.
+				l.lastRead = now
+			}
 		}
 	}
 	return tickGoOn
@@ -290,9 +320,17 @@ func (s *session) act(l *leg, t tickResult) bool {
 	return true
 }
 
-func (s *session) ping(l *leg) {
-	if !l.lockWrite() {
-		return
+// ping sends a keepalive ping on l. It never waits for l's write lock:
+// the other pump may hold it for a whole large frame, and waiting would
+// stop this pump from reading l meanwhile. It reports whether the ping was
+// sent.
+func (s *session) ping(l *leg) bool {
+	if !l.wmu.TryLock() {
+		return false
+	}
+	if l.sentClose.Load() || l.dead.Load() {
+		l.wmu.Unlock()
+		return false
 	}
 	var fb [frame.MaxHeaderSize + 8]byte
 	h := frame.Header{Fin: true, Opcode: frame.OpPing}
@@ -304,6 +342,7 @@ func (s *session) ping(l *leg) {
 	if err != nil {
 		s.gone(l)
 	}
+	return err == nil
 }
 
 // pump reads frames from src and relays them to dst until src is finished:
@@ -339,15 +378,21 @@ func (s *session) pump(src, dst *leg) {
 				}
 				break
 			}
-			if _, ok := err.(*frame.Error); ok && !src.sentClose.Load() {
-				s.violation(src, err)
-				// Linger: step over the payload and look for the peer's Close.
+			if _, ok := err.(*frame.Error); ok {
+				if !src.sentClose.Load() {
+					s.violation(src, err)
+				}
+				// Linger (SPEC "Close translation"): step over the payload
+				// and look for the peer's Close, even if it goes on sending
+				// bad frames after ours. Closing with its data unread would
+				// make the kernel answer with a RST that can destroy the
+				// Close frame we just sent; the close deadline bounds this.
 				if !s.skip(src, h.Length) {
 					break
 				}
 				continue
 			}
-			// EOF, reset, or garbage after our Close: the leg is over.
+			// EOF or reset: the leg is over.
 			s.gone(src)
 			break
 		}
@@ -383,15 +428,21 @@ func (s *session) pump(src, dst *leg) {
 }
 
 // finish ends src's connection: the other leg, if it is waiting for a reply
-// that src will never give, gets its own code echoed.
+// that src will never give, gets its own code echoed. So does src itself if
+// its Close is still unanswered (its close deadline ran out before the
+// other pump's): a session never hangs up on a Close without replying.
 func (s *session) finish(src *leg) {
 	o := s.other(src)
+	s.emu.Lock()
+	if src.recvClose.Load() {
+		s.sendClose(src, src.recvCode, src.recvWhy)
+	}
 	if o.recvClose.Load() {
 		s.sendClose(o, o.recvCode, o.recvWhy)
-	} else if !o.sentClose.Load() {
-		ev := goneEvent(src.side)
-		s.apply(ev, src.side.String())
+	} else if !o.sentClose.Load() && !src.cut.Load() {
+		s.applyLocked(goneEvent(src.side), src.side.String())
 	}
+	s.emu.Unlock()
 	src.closeWrite()
 	src.dead.Store(true)
 	src.conn.Close()
@@ -451,9 +502,11 @@ func (s *session) awaitClose(src *leg, h frame.Header) bool {
 	src.recvClose.Store(true)
 	// If the other side started this close handshake, this is the reply it
 	// waits for: relay it (SPEC: "relays the upstream's Close reply").
+	s.emu.Lock()
 	if o := s.other(src); o.recvClose.Load() {
 		s.sendClose(o, code, string(reason))
 	}
+	s.emu.Unlock()
 	return true
 }
 
@@ -494,11 +547,14 @@ func (s *session) control(src, dst *leg, h frame.Header) bool {
 		src.recvCode, src.recvWhy = code, string(reason)
 		src.recvClose.Store(true)
 		src.closeDeadline.CompareAndSwap(0, s.now()+2*int64(s.cfg.closeTimeout))
+		s.rearm(src)
+		s.emu.Lock()
 		if !src.sentClose.Load() {
 			// src starts the close handshake: relay it.
 			s.setWhy(whyNormal, src.side.String())
 		}
 		s.sendClose(dst, code, string(reason))
+		s.emu.Unlock()
 		return true
 	case frame.OpPong:
 		if bytes.Equal(p, src.token[:]) {
@@ -546,14 +602,11 @@ func (s *session) data(src, dst *leg, h frame.Header) bool {
 		if !s.readFull(src, p) {
 			return false
 		}
-		if err := s.check(src, h, 0, p); err != nil {
+		if err := s.relayPayload(src, h, out, 0, p); err != nil {
 			s.violation(src, err)
 			return true
 		}
 		s.count(src, h)
-		if out.Masked {
-			frame.Mask(out.Key, 0, p)
-		}
 		hs := out.Size()
 		frame.PutHeader(buf[room-hs:], out)
 		return s.write(dst, buf[room-hs:room+len(p)])
@@ -561,13 +614,22 @@ func (s *session) data(src, dst *leg, h frame.Header) bool {
 	return s.stream(src, dst, h, out, buf)
 }
 
-// check unmasks a payload chunk at pos and validates it.
-func (s *session) check(src *leg, h frame.Header, pos int, p []byte) error {
-	if h.Masked {
-		frame.Mask(h.Key, pos, p)
-	}
-	if err := src.msg.Payload(p); err != nil {
-		return err
+// relayPayload turns a chunk of src's frame payload at pos into dst's: it
+// unmasks it, validates it, and masks it with out's key. A binary payload
+// needs no inspection, so client -> upstream it is re-masked in one pass.
+func (s *session) relayPayload(src *leg, h, out frame.Header, pos int, p []byte) error {
+	if h.Masked && out.Masked && src.msg.Opcode() != frame.OpText {
+		frame.Remask(h.Key, out.Key, pos, p)
+	} else {
+		if h.Masked {
+			frame.Mask(h.Key, pos, p)
+		}
+		if err := src.msg.Payload(p); err != nil {
+			return err
+		}
+		if out.Masked {
+			frame.Mask(out.Key, pos, p)
+		}
 	}
 	if pos+len(p) == int(h.Length) {
 		return src.msg.EndFrame()
@@ -585,17 +647,37 @@ func (s *session) count(src *leg, h frame.Header) {
 // stream relays a large frame chunk by chunk, holding dst's write lock for
 // the whole frame so nothing interleaves with it. If src ends or its payload
 // turns out invalid part-way, dst has a partial frame and can only be
-// truncated (TCP close).
+// truncated (TCP close) — unless none of it went out yet, in which case dst
+// can still get a clean Close.
 func (s *session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 	const room = frame.MaxHeaderSize
 	writing := dst.lockWrite()
 	hs := out.Size()
 	frame.PutHeader(buf[room-hs:], out)
-	first := true
+	first := true // nothing of the frame was written yet
+	// abort gives up dst's copy of the frame; by is who caused it.
+	abort := func(by string) {
+		if !writing {
+			return
+		}
+		writing = false
+		if !first {
+			s.truncate(dst, by)
+		}
+		dst.wmu.Unlock()
+	}
 	var pos int64
 	for pos < h.Length {
 		n := min(h.Length-pos, smallFrame)
 		k, err := src.br.Read(buf[room : room+int(n)])
+		if k > 0 {
+			// Payload is life: a peer inside a large frame cannot answer a
+			// ping until the frame ends (RFC 6455 §5.4: control frames
+			// only between fragments), so its bytes count as the frame
+			// the pong timeout waits for.
+			src.lastRead = s.now()
+			src.pingSent = 0
+		}
 		if err != nil && k == 0 {
 			t := tickGone // EOF or reset: src vanished mid-frame
 			if isTimeout(err) {
@@ -604,29 +686,29 @@ func (s *session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 					continue
 				}
 			}
-			if writing {
-				s.truncate(dst)
-				dst.wmu.Unlock()
+			by := "gateway"
+			if t == tickGone {
+				by = src.side.String()
 			}
-			s.act(src, t)
-			return false
+			abort(by)
+			if !s.act(src, t) {
+				return false
+			}
+			// Still reading src (idle_timeout): step over the rest of
+			// the frame and wait for its Close.
+			return s.skip(src, h.Length-pos)
 		}
 		p := buf[room : room+k]
-		if err := s.check(src, h, int(pos), p); err != nil {
-			if writing {
-				s.truncate(dst)
-				dst.wmu.Unlock()
-			}
+		if err := s.relayPayload(src, h, out, int(pos), p); err != nil {
+			abort("gateway")
 			s.violation(src, err)
-			return true
+			// Stay in step with src's framing to find its Close reply.
+			return s.skip(src, h.Length-pos-int64(k))
 		}
 		pos += int64(k)
 		s.lastData.Store(s.now())
 		if !writing {
 			continue
-		}
-		if out.Masked {
-			frame.Mask(out.Key, int(pos)-k, p)
 		}
 		b := p
 		if first {
@@ -634,11 +716,12 @@ func (s *session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 			first = false
 		}
 		if err := dst.writeLocked(b, s.cfg.writeTimeout, time.Now()); err != nil {
-			// dst stopped taking writes: it is gone. Finish reading the
-			// frame so src stays in step, then let the table close src.
+			// dst stopped taking writes: it is gone, now (its pump and
+			// the table's close for src must not wait for the rest of
+			// this frame). Go on reading the frame so src stays in step.
 			dst.wmu.Unlock()
 			writing = false
-			defer s.gone(dst)
+			s.gone(dst)
 		}
 	}
 	if writing {

@@ -113,14 +113,27 @@ func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() {
-		// A second signal exits at once (SPEC "Graceful shutdown").
+		// A second signal exits at once (SPEC "Graceful shutdown"). Listen
+		// for it before stop() drops the first handler: in between, a
+		// signal would take its default action.
 		<-ctx.Done()
-		stop()
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
+		stop()
 		<-again
 		log.Warn().Msg("second signal: exiting now")
 		os.Exit(1)
+	}()
+	// SIGHUP's default action kills the process, and with it every session.
+	// Until reload exists, catch it and keep the config in force (which is
+	// also what a reload with a bad config does, SPEC "CLI").
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Warn().Str("config", path).Msg("SIGHUP: config reload is not implemented yet; the config in force is unchanged")
+		}
 	}()
 	log.Info().Str("version", versionString()).Str("config", path).Int("routes", len(cfg.Routes)).Msg("wsgate starting")
 	if err := g.Serve(ctx, ls); err != nil && !errors.Is(err, context.Canceled) {
