@@ -1094,7 +1094,8 @@ func (p *parser) checkServer(cfg *Config) {
 	}
 	for i, a := range addrs {
 		for _, b := range addrs[:i] {
-			if a.addr != "" && a.addr == b.addr {
+			// Port 0 asks the kernel for a free port: never a clash.
+			if a.addr != "" && a.addr == b.addr && !strings.HasSuffix(a.addr, ":0") {
 				p.errf(p.firstLine(a.key, "server"), a.key, "%q is already used by %s", a.addr, b.key)
 			}
 		}
