@@ -124,15 +124,25 @@ func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
 		log.Warn().Msg("second signal: exiting now")
 		os.Exit(1)
 	}()
-	// SIGHUP's default action kills the process, and with it every session.
-	// Until reload exists, catch it and keep the config in force (which is
-	// also what a reload with a bad config does, SPEC "CLI").
+	// SIGHUP reloads the config (SPEC "Reload without dropping sessions"):
+	// parsed and validated off to the side; a config that fails is logged
+	// and the one in force stays.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			log.Warn().Str("config", path).Msg("SIGHUP: config reload is not implemented yet; the config in force is unchanged")
+			next, err := proxy.LoadConfig(path)
+			if err != nil {
+				log.Error().Str("config", path).Str("errors", err.Error()).Msg("reload rejected: the config in force is unchanged")
+				continue
+			}
+			for _, w := range next.Warnings {
+				log.Warn().Str("config", path).Msg(w)
+			}
+			if err := g.Reload(next); err != nil {
+				log.Error().Err(err).Str("config", path).Msg("reload failed: the config in force is unchanged")
+			}
 		}
 	}()
 	log.Info().Str("version", versionString()).Str("config", path).Int("routes", len(cfg.Routes)).Msg("wsgate starting")
