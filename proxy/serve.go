@@ -159,6 +159,7 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/drain", g.drainHandler)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
