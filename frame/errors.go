@@ -16,6 +16,9 @@ func (e *Error) Error() string { return "websocket: " + e.Msg }
 
 // CodeOf returns the close code implied by err, if err is (or wraps) an *Error.
 func CodeOf(err error) (CloseCode, bool) {
+	if e, ok := err.(*Error); ok { // the common case, without errors.As's allocation
+		return e.Code, true
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code, true
