@@ -40,6 +40,7 @@ func (g *Gateway) Reload(cfg *Config) error {
 			return err
 		}
 		g.tls.certs.Store(certs)
+		g.reloadACME(cfg)
 	}
 	g.snap.Store(snap)
 	var gone []*session

@@ -97,12 +97,28 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			}
 		}()
 	}
+	var acme *acmeManager
 	if ls.TLS != nil {
 		certs, err := loadCertificates(cfg.TLS.Certificates)
 		if err != nil {
 			return err
 		}
 		g.tls.certs.Store(certs)
+		if cfg.TLS.ACME != nil {
+			var plainAddr net.Addr
+			if ls.Plain != nil {
+				plainAddr = ls.Plain.Addr()
+			}
+			acme, err = newACMEManager(cfg.TLS.ACME, plainAddr, ls.TLS.Addr(), g.tls.challenges, g.log)
+			if err != nil {
+				return err
+			}
+			g.tls.acme.Store(acme)
+			defer func() {
+				g.tls.acme.Store(nil)
+				acme.stop()
+			}()
+		}
 		start(ls.TLS, g, true, g.tlsConfig(cfg))
 		g.log.Info().Str("listen", ls.TLS.Addr().String()).Msg("listening (wss://)")
 	}
@@ -111,9 +127,20 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 		if ls.TLS != nil {
 			h = g.plainHandler(ls.TLS.Addr().String())
 		}
+		if acme != nil {
+			h = acme.httpHandler(h)
+		}
 		start(ls.Plain, h, true, nil)
 		g.log.Info().Str("listen", ls.Plain.Addr().String()).Msg("listening (ws://)")
 	}
+	if acme != nil {
+		// After the listeners serve, so certmagic finds their ports taken.
+		// Before the admin listener, so /readyz knows from its first
+		// answer which certificates are in storage.
+		acme.manage(acmeHosts(cfg, g.tls.certs.Load()))
+	}
+	// The admin server starts last: once /readyz answers, the plain and
+	// TLS servers are already serving.
 	if ls.Admin != nil {
 		start(ls.Admin, g.adminHandler(), false, nil)
 		g.log.Info().Str("listen", ls.Admin.Addr().String()).Msg("admin listening")
@@ -171,7 +198,23 @@ func (g *Gateway) adminHandler() http.Handler {
 			_, _ = w.Write([]byte("draining\n"))
 			return
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		// Hosts waiting for their first ACME certificate are listed but
+		// do not hold readiness back: a readiness gate in front of the
+		// gateway would keep the CA's challenge from ever arriving.
+		var lines []string
+		ready := true
+		if m := g.tls.acme.Load(); m != nil {
+			lines, ready = m.status()
+		}
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: certificates in storage are still loading\n"))
+		} else {
+			_, _ = w.Write([]byte("ready\n"))
+		}
+		for _, l := range lines {
+			_, _ = w.Write([]byte(l + "\n"))
+		}
 	})
 	return mux
 }

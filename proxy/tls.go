@@ -97,22 +97,39 @@ func (cs *certSet) forHello(hello *tls.ClientHelloInfo) *tls.Certificate {
 // tlsState is what the TLS listener serves; swapped whole on reload.
 type tlsState struct {
 	certs atomic.Pointer[certSet]
+	acme  atomic.Pointer[acmeManager] // nil without tls.acme, or outside Serve
+	// challenges turns ACME challenge types off; set before Serve (tests).
+	challenges acmeChallenges
 }
 
 // tlsConfig builds the TLS listener's config: static certificates by SNI,
-// HTTP/1.1 only (RFC 6455's handshake is an HTTP/1.1 Upgrade; RFC 8441's
-// WebSockets over h2 is not offered in this version).
+// then ACME-managed ones; HTTP/1.1 only (RFC 6455's handshake is an
+// HTTP/1.1 Upgrade; RFC 8441's WebSockets over h2 is not offered in this
+// version), plus "acme-tls/1" for TLS-ALPN-01 challenges with tls.acme.
 func (g *Gateway) tlsConfig(cfg *Config) *tls.Config {
 	minVersion := uint16(tls.VersionTLS12)
 	if cfg.TLS.MinVersion == "1.3" {
 		minVersion = tls.VersionTLS13
 	}
+	protos := []string{"http/1.1"}
+	if cfg.TLS.ACME != nil {
+		protos = append(protos, acmeTLS1)
+	}
 	return &tls.Config{
 		MinVersion: minVersion,
-		NextProtos: []string{"http/1.1"},
+		NextProtos: protos,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			m := g.tls.acme.Load()
+			if m != nil && isACMEChallenge(hello) {
+				return m.magic.GetCertificate(hello)
+			}
 			if c := g.tls.certs.Load().forHello(hello); c != nil {
 				return c, nil
+			}
+			// certmagic sees only the names it manages: an unknown
+			// server name must never lead to a request to the CA.
+			if name := strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")); m != nil && m.manages(name) {
+				return m.magic.GetCertificate(hello)
 			}
 			return nil, fmt.Errorf("no certificate for server name %q", hello.ServerName)
 		},
