@@ -43,14 +43,15 @@ type leg struct {
 	wdeadline time.Time
 	sentClose atomic.Bool // a Close frame was written: nothing more may follow it
 	dead      atomic.Bool // the conn is closed or broken: nothing can be written
-	// lost is set once the leg's end has been handled (gone ran, or the
-	// gateway cut it). It is not dead: a failed write makes a leg dead, and
-	// gone must still run for it.
-	lost atomic.Bool
-	cut  atomic.Bool // the gateway closed it inside a frame (truncated)
 	sentCode  frame.CloseCode
 	sentWhy   string
 	sentAny   bool
+
+	// lost is set once the leg's end has been handled (gone ran, or the
+	// gateway cut it). It is not dead: a failed write marks a leg dead
+	// first, and gone must still run for it.
+	lost atomic.Bool
+	cut  atomic.Bool // the gateway closed it inside a frame (truncated)
 
 	// Read side, owned by the pump reading this leg, published to the other
 	// pump through the atomics.

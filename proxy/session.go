@@ -2,10 +2,7 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"math"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -730,7 +727,3 @@ func (s *session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 	s.count(src, h)
 	return true
 }
-
-var _ = errors.New
-var _ = io.EOF
-var _ net.Conn
