@@ -7,7 +7,11 @@ import "encoding/binary"
 // chunks of any size. It returns the position after b (mod 4), to pass with
 // the next chunk. Masking and unmasking are the same operation.
 //
-// It works eight bytes at a time; the byte loop only handles the tail.
+// It works eight bytes at a time; the byte loop only handles the tail. It is
+// exempt from the race detector (go:norace), which would instrument every
+// byte and make -race test runs of large payloads crawl; it only touches b.
+//
+//go:norace
 func Mask(key [4]byte, pos int, b []byte) int {
 	pos &= 3
 	if len(b) == 0 {

@@ -37,6 +37,7 @@ type Gateway struct {
 	active   atomic.Int64 // open sessions, for server.max_connections
 	draining atomic.Bool
 	tls      tlsState
+	metrics  *metrics
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -61,6 +62,7 @@ type routeState struct {
 func New(cfg *Config, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log}
 	g.reg.init()
+	g.metrics = newMetrics(g)
 	snap, err := buildSnapshot(cfg)
 	if err != nil {
 		return nil, err
@@ -202,8 +204,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.u.conn, s.u.br = up.Conn, up.Reader
 	g.active.Add(1)
 	g.reg.add(s)
+	g.metrics.sessions.WithLabelValues(s.route).Inc()
 	s.run()
 	g.reg.remove(s)
+	g.metrics.sessionEnded(s)
 	g.active.Add(-1)
 	b.Release()
 	if snap.cfg.Log.Access {
@@ -246,8 +250,10 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 		// upstream that was least loaded before any of them was counted.
 		b.Acquire()
 		ctx, cancel := context.WithTimeout(r.Context(), rs.cfg.Settings.UpstreamDialTimeout)
+		t0 := time.Now()
 		up, err := d.Dial(ctx, target, hdr, protos)
 		cancel()
+		g.metrics.dial.WithLabelValues(rs.cfg.Name).Observe(time.Since(t0).Seconds())
 		if err == nil {
 			rs.pool.Succeeded(b)
 			return up, b, nil
@@ -344,6 +350,7 @@ func (g *Gateway) reject(w http.ResponseWriter, r *http.Request, route string, r
 }
 
 func (g *Gateway) logReject(r *http.Request, route string, status int, reason string) {
+	g.metrics.rejected.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	// "client" is the client address as the access log has it (behind a
 	// trusted proxy, not the proxy's); "peer" is the TCP peer.
 	client := clientAddr(r, g.snap.Load().cfg.Server.TrustedProxies)
@@ -355,8 +362,8 @@ func (g *Gateway) accessLog(s *session) {
 	e := g.log.Info().Str("event", "session").Str("route", s.route).Str("client", s.client).
 		Str("upstream", s.upstream).Str("subprotocol", s.protocol).
 		Time("start", s.start).Float64("duration_s", time.Since(s.start).Seconds()).
-		Int64("c2u_frames", s.c.frames).Int64("c2u_messages", s.c.messages).Int64("c2u_bytes", s.c.bytes).
-		Int64("u2c_frames", s.u.frames).Int64("u2c_messages", s.u.messages).Int64("u2c_bytes", s.u.bytes)
+		Int64("c2u_frames", s.c.frames.Load()).Int64("c2u_messages", s.c.messages.Load()).Int64("c2u_bytes", s.c.bytes.Load()).
+		Int64("u2c_frames", s.u.frames.Load()).Int64("u2c_messages", s.u.messages.Load()).Int64("u2c_bytes", s.u.bytes.Load())
 	closeFields(e, "client", &s.c)
 	closeFields(e, "upstream", &s.u)
 	s.mu.Lock()

@@ -65,7 +65,9 @@ type leg struct {
 	token         [8]byte       // payload of our keepalive pings on this leg
 
 	// Tallies of what was read from this leg.
-	frames, messages, bytes int64
+	// Atomics because /metrics reads them while the pump writes them;
+	// each is written by one goroutine only, so they cost no contention.
+	frames, messages, bytes atomic.Int64
 }
 
 // errLegDead is returned by writes to a leg that is already closed.

@@ -395,7 +395,7 @@ func (s *session) pump(src, dst *leg) {
 		}
 		src.lastRead = s.now()
 		src.pingSent = 0
-		src.frames++
+		src.frames.Add(1)
 		if src.sentClose.Load() {
 			// We closed this leg: discard data, wait for its Close.
 			if !s.awaitClose(src, h) {
@@ -635,9 +635,9 @@ func (s *session) relayPayload(src *leg, h, out frame.Header, pos int, p []byte)
 }
 
 func (s *session) count(src *leg, h frame.Header) {
-	src.bytes += h.Length
+	src.bytes.Add(h.Length)
 	if h.Fin {
-		src.messages++
+		src.messages.Add(1)
 	}
 }
 
