@@ -49,30 +49,73 @@ func trusted(a netip.Addr, proxies []netip.Prefix) bool {
 	return false
 }
 
-// clientAddr is the client's address: the TCP peer, or, when the peer is a
-// trusted proxy, the rightmost X-Forwarded-For address that is not itself a
-// trusted proxy (SPEC "Config").
+// clientAddr is the client's address: the TCP peer (with the PROXY protocol,
+// the address its header gave), or, when the peer is a trusted proxy, the
+// rightmost X-Forwarded-For address that is not itself a trusted proxy
+// (SPEC "Config"); without X-Forwarded-For, the same from Forwarded's for=
+// (RFC 7239).
 func clientAddr(r *http.Request, proxies []netip.Prefix) netip.Addr {
 	peer := peerAddr(r)
 	if !trusted(peer, proxies) {
 		return peer
 	}
-	xff := r.Header.Values("X-Forwarded-For")
+	chain := forwardedChain(r)
 	addr := peer
-	for i := len(xff) - 1; i >= 0; i-- {
-		parts := strings.Split(xff[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				return addr
-			}
-			addr = a.Unmap()
-			if !trusted(addr, proxies) {
-				return addr
-			}
+	for i := len(chain) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(chain[i])
+		if err != nil {
+			return addr
+		}
+		addr = a.Unmap()
+		if !trusted(addr, proxies) {
+			return addr
 		}
 	}
 	return addr
+}
+
+// forwardedChain is the list of addresses a trusted proxy says the request
+// passed through, leftmost first: X-Forwarded-For, else Forwarded's for=
+// values (brackets and ports removed; "unknown" and obfuscated identifiers
+// are kept as they are, and stop the search for the client).
+func forwardedChain(r *http.Request) []string {
+	var chain []string
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		for _, v := range xff {
+			for _, p := range strings.Split(v, ",") {
+				chain = append(chain, strings.TrimSpace(p))
+			}
+		}
+		return chain
+	}
+	for _, v := range r.Header.Values("Forwarded") {
+		for _, elem := range strings.Split(v, ",") {
+			node := ""
+			for _, pair := range strings.Split(elem, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if ok && strings.EqualFold(k, "for") {
+					node = strings.Trim(val, `"`)
+				}
+			}
+			chain = append(chain, forwardedHost(node))
+		}
+	}
+	return chain
+}
+
+// forwardedHost strips the port from a Forwarded node ("[2001:db8::1]:80",
+// "192.0.2.1:80") and the brackets from an IPv6 address.
+func forwardedHost(node string) string {
+	if strings.HasPrefix(node, "[") {
+		if i := strings.IndexByte(node, ']'); i > 0 {
+			return node[1:i]
+		}
+		return node
+	}
+	if h, _, ok := strings.Cut(node, ":"); ok {
+		return h
+	}
+	return node
 }
 
 // upstreamHeader builds the headers sent toward the upstream: the client's
@@ -106,7 +149,13 @@ func upstreamHeader(r *http.Request, route *Route, proxies []netip.Prefix) http.
 	if r.TLS != nil {
 		proto = "https"
 	}
-	if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
+	prior := h.Values("X-Forwarded-For")
+	if len(prior) == 0 && peerTrusted && len(h.Values("Forwarded")) > 0 {
+		// A trusted proxy that speaks only RFC 7239: carry its chain on in
+		// X-Forwarded-For too, so that the upstream finds the client there.
+		prior = []string{strings.Join(forwardedChain(r), ", ")}
+	}
+	if len(prior) > 0 {
 		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer.String())
 	} else {
 		h.Set("X-Forwarded-For", peer.String())

@@ -22,6 +22,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/ratelimit"
 )
 
 // maxAttempts is how many upstreams one handshake tries (SPEC: "at most 3
@@ -31,10 +32,16 @@ const maxAttempts = 3
 // Gateway is the WebSocket gateway: an http.Handler that performs the
 // client's opening handshake after the upstream's, then relays frames.
 type Gateway struct {
-	log      zerolog.Logger
-	snap     atomic.Pointer[snapshot]
-	reg      registry
-	active   atomic.Int64 // open sessions, for server.max_connections
+	log    zerolog.Logger
+	snap   atomic.Pointer[snapshot]
+	reg    registry
+	active atomic.Int64 // open sessions
+	// slots counts open sessions plus handshakes that passed the
+	// max_connections check and are dialling: reserved before the dial, so
+	// that concurrent handshakes cannot overshoot the cap.
+	slots    atomic.Int64
+	limits   limitRegistry     // per-route limiter state, across reloads
+	pending  ratelimit.Counter // unfinished handshakes per address (listener.go)
 	draining atomic.Bool
 	tls      tlsState
 	metrics  *metrics
@@ -56,6 +63,7 @@ type routeState struct {
 	dialer   *handshake.Dialer
 	echo     *handshake.Dialer // for builtin:echo upstreams
 	session  sessionConfig
+	limits   atomic.Pointer[routeLimits] // set on first use (limitsFor)
 }
 
 // New builds a gateway for cfg.
@@ -145,6 +153,13 @@ func (g *Gateway) Config() *Config { return g.snap.Load().cfg }
 // and only then the client's 101 and the relay.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := g.snap.Load()
+	// net/http enforces max_header_bytes itself, but never below 4 KiB
+	// (see httpMaxHeaderBytes): a smaller configured value is checked here.
+	if max := int(snap.cfg.Server.MaxHeaderBytes); max < httpHeaderSlop && headBytes(r) > max {
+		g.reject(w, r, "", &handshake.Rejection{Status: http.StatusRequestHeaderFieldsTooLarge,
+			Reason: "request headers larger than max_header_bytes", Header: http.Header{"Connection": {"close"}}})
+		return
+	}
 	idx, ok := snap.router.Match(r.Host, r.URL.Path)
 	if !ok {
 		g.reject(w, r, "", &handshake.Rejection{Status: http.StatusNotFound, Reason: "no route for this host and path"})
@@ -169,18 +184,40 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusForbidden, Reason: "origin not allowed"})
 		return
 	}
+
+	// Limits, in the SPEC's order. The client address is the one the logs
+	// and X-Forwarded-For carry; limits key IPv6 by its /64.
+	client := clientAddr(r, snap.cfg.Server.TrustedProxies)
+	key := ratelimit.Key(client)
+	rl := g.limitsFor(snap, rs)
+	if rl.handshakes != nil {
+		if ok, retry := rl.handshakes.AllowN(key, time.Now(), 1); !ok {
+			rl.hits.handshakes.Inc()
+			g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusTooManyRequests,
+				Reason: "too many handshakes from this address", Header: http.Header{"Retry-After": {retryAfter(retry)}}})
+			return
+		}
+	}
+	if !rl.conns.Acquire(key, rl.cfg.ConnectionsPerIP) {
+		rl.hits.conns.Inc()
+		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusTooManyRequests,
+			Reason: "too many connections from this address"})
+		return
+	}
+	defer rl.conns.Release(key)
 	if g.draining.Load() {
 		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusServiceUnavailable,
 			Reason: "gateway is shutting down", Header: http.Header{"Retry-After": {"5"}, "Connection": {"close"}}})
 		return
 	}
-	if max := snap.cfg.Server.MaxConnections; max > 0 && g.active.Load() >= int64(max) {
+	if n := g.slots.Add(1); snap.cfg.Server.MaxConnections > 0 && n > int64(snap.cfg.Server.MaxConnections) {
+		g.slots.Add(-1)
 		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusServiceUnavailable,
 			Reason: "gateway at max_connections", Header: http.Header{"Retry-After": {"1"}}})
 		return
 	}
+	defer g.slots.Add(-1)
 
-	client := clientAddr(r, snap.cfg.Server.TrustedProxies)
 	up, b, err := g.dialUpstream(r, rs, req, client)
 	if err != nil {
 		g.upstreamFailed(w, r, rs.cfg.Name, err)
@@ -202,9 +239,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.route, s.client, s.upstream, s.protocol, s.backend = rs.cfg.Name, client.String(), b.Key, up.Protocol, b
 	s.c.conn, s.c.br = conn, br
 	s.u.conn, s.u.br = up.Conn, up.Reader
+	if s.lim = rl.forSession(key); s.lim != nil && s.lim.throttle {
+		s.c.wakec = make(chan struct{}, 1)
+	}
 	g.active.Add(1)
 	g.reg.add(s)
-	g.metrics.sessions.WithLabelValues(s.route).Inc()
+	g.metrics.sessionStarted(s)
 	s.run()
 	g.reg.remove(s)
 	g.metrics.sessionEnded(s)

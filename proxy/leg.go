@@ -63,6 +63,10 @@ type leg struct {
 	lastRead      int64         // since session start: any frame
 	pingSent      int64         // since session start: 0 = no keepalive ping outstanding
 	token         [8]byte       // payload of our keepalive pings on this leg
+	// wakec cuts a rate-limit throttle wait short (the pump is not in a
+	// read then, so a read deadline cannot wake it). Only a throttled
+	// client leg has one.
+	wakec chan struct{}
 
 	// Tallies of what was read from this leg.
 	// Atomics because /metrics reads them while the pump writes them;
@@ -105,6 +109,17 @@ func (l *leg) writeLocked(b []byte, timeout time.Duration, now time.Time) error 
 func (l *leg) wake() {
 	l.gen.Add(1)
 	_ = l.conn.SetReadDeadline(time.Unix(1, 0))
+	l.kick()
+}
+
+// kick ends a throttle wait of the pump reading this leg, if any.
+func (l *leg) kick() {
+	if l.wakec != nil {
+		select {
+		case l.wakec <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // closeWrite half-closes the leg's conn when it can (TCP, TLS), so the peer

@@ -18,38 +18,40 @@ const (
 // metrics are the gateway's Prometheus metrics (SPEC "Observability").
 //
 // The relay never touches a metric per frame: each session keeps its own
-// tallies (atomics written only by the pump that owns them, so no cache line
-// is shared between sessions), and the collector adds the live sessions'
-// tallies to the totals of finished ones when /metrics is scraped. Label
-// values are bounded: route names and configured upstreams only.
+// tallies (atomics written only by the pump that reads the leg), and the
+// collector adds the live sessions' tallies to the totals of finished ones
+// when /metrics is scraped. A session leaves the live set and enters the
+// totals in one step under mu, so a scrape never misses it nor counts it
+// twice, and the counters never go backwards. Label values are bounded:
+// route names and configured upstreams (plus HTTP statuses and close
+// codes).
 type metrics struct {
 	reg         *prometheus.Registry
-	sessions    *prometheus.CounterVec   // route
 	rejected    *prometheus.CounterVec   // route, status
 	dial        *prometheus.HistogramVec // route
 	closes      *prometheus.CounterVec   // route, side, code
 	rateLimited *prometheus.CounterVec   // route, kind
 
-	mu       sync.Mutex
-	finished map[string]*routeTally // by route name
+	mu     sync.Mutex
+	routes map[string]*routeStats // by route name; never removed (bounded by the names ever configured)
 }
 
-// routeTally is what finished sessions of a route relayed.
-type routeTally struct {
-	messages, bytes [2]float64 // [0] client→upstream, [1] upstream→client
+// routeStats are a route's sessions: how many started, what the finished
+// ones relayed, and the live ones.
+type routeStats struct {
+	sessions        float64
+	messages, bytes [2]float64 // finished sessions; [0] client→upstream, [1] upstream→client
+	live            map[*session]struct{}
 }
 
 func newMetrics(g *Gateway) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wsgate_sessions_total", Help: "Sessions established (client got its 101), by route.",
-		}, []string{"route"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wsgate_handshake_rejected_total", Help: "Handshakes answered with an HTTP error instead of 101, by route (\"\" when no route matched or the HTTP server refused it) and status.",
+			Name: "wsgate_handshake_rejected_total", Help: "Handshakes answered with an HTTP error instead of 101, by route (\"\" when no route matched or the connection was refused before routing) and status.",
 		}, []string{"route", "status"}),
 		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "wsgate_upstream_dial_seconds", Help: "Time to dial and handshake with an upstream, per attempt, by route.",
+			Name: "wsgate_upstream_dial_seconds", Help: "Time to dial and handshake with an upstream, per attempt (failed ones too), by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -58,39 +60,62 @@ func newMetrics(g *Gateway) *metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wsgate_rate_limited_total", Help: "Rate-limit hits, by route and kind (handshakes, connections_per_ip, messages, messages_per_ip, bytes, frames).",
 		}, []string{"route", "kind"}),
-		finished: make(map[string]*routeTally),
+		routes: make(map[string]*routeStats),
 	}
-	m.reg.MustRegister(m.sessions, m.rejected, m.dial, m.closes, m.rateLimited,
+	m.reg.MustRegister(m.rejected, m.dial, m.closes, m.rateLimited,
 		&liveCollector{g: g},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// sessionEnded folds a finished session into the totals.
+// route returns route's stats; the caller holds mu.
+func (m *metrics) route(name string) *routeStats {
+	r := m.routes[name]
+	if r == nil {
+		r = &routeStats{live: make(map[*session]struct{})}
+		m.routes[name] = r
+	}
+	return r
+}
+
+// sessionStarted counts s (the client got its 101) and makes it live.
+func (m *metrics) sessionStarted(s *session) {
+	m.mu.Lock()
+	r := m.route(s.route)
+	r.sessions++
+	r.live[s] = struct{}{}
+	m.mu.Unlock()
+}
+
+// sessionEnded folds a finished session into its route's totals. Its pumps
+// are done: nothing writes its tallies or close fields any more.
 func (m *metrics) sessionEnded(s *session) {
 	m.mu.Lock()
-	t := m.finished[s.route]
-	if t == nil {
-		t = &routeTally{}
-		m.finished[s.route] = t
-	}
-	t.messages[0] += float64(s.c.messages.Load())
-	t.messages[1] += float64(s.u.messages.Load())
-	t.bytes[0] += float64(s.c.bytes.Load())
-	t.bytes[1] += float64(s.u.bytes.Load())
+	r := m.route(s.route)
+	delete(r.live, s)
+	r.messages[0] += float64(s.c.messages.Load())
+	r.messages[1] += float64(s.u.messages.Load())
+	r.bytes[0] += float64(s.c.bytes.Load())
+	r.bytes[1] += float64(s.u.bytes.Load())
 	m.mu.Unlock()
 	for _, l := range []*leg{&s.c, &s.u} {
-		code := "none"
-		if l.sentAny {
-			code = strconv.Itoa(int(l.sentCode))
-		}
-		m.closes.WithLabelValues(s.route, l.side.String(), code).Inc()
+		m.closes.WithLabelValues(s.route, l.side.String(), sentCodeLabel(l)).Inc()
 	}
 }
 
+// sentCodeLabel is the close_total code of a finished leg: the Close frame
+// the gateway got onto the wire (1005 for one without a code), or "none".
+func sentCodeLabel(l *leg) string {
+	if !l.sentAny {
+		return "none"
+	}
+	return strconv.Itoa(int(l.sentCode))
+}
+
 var (
+	descSessions = prometheus.NewDesc("wsgate_sessions_total", "Sessions established (the client got its 101), by route.", []string{"route"}, nil)
 	descActive   = prometheus.NewDesc("wsgate_sessions_active", "Open sessions, by route.", []string{"route"}, nil)
-	descMessages = prometheus.NewDesc("wsgate_messages_total", "Data messages relayed, by route and direction.", []string{"route", "direction"}, nil)
+	descMessages = prometheus.NewDesc("wsgate_messages_total", "Data messages relayed (final frames of text/binary messages), by route and direction.", []string{"route", "direction"}, nil)
 	descBytes    = prometheus.NewDesc("wsgate_bytes_total", "Payload bytes of data frames relayed, by route and direction.", []string{"route", "direction"}, nil)
 	descUp       = prometheus.NewDesc("wsgate_upstream_up", "1 if the upstream is in rotation (not backing off after a failed dial, not drained), else 0.", []string{"route", "upstream"}, nil)
 )
@@ -100,6 +125,7 @@ var (
 type liveCollector struct{ g *Gateway }
 
 func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descSessions
 	ch <- descActive
 	ch <- descMessages
 	ch <- descBytes
@@ -110,8 +136,8 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	g := c.g
 	m := g.metrics
 	type acc struct {
-		active          float64
-		messages, bytes [2]float64
+		routeStats
+		live []*session
 	}
 	per := make(map[string]*acc)
 	get := func(route string) *acc {
@@ -122,28 +148,37 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return a
 	}
-	// Routes of the config in force always appear, with zeros.
+	// Routes of the config in force always appear, with zeros, so that
+	// rate() and absent() work from a route's first session.
 	snap := g.snap.Load()
 	for _, r := range snap.routes {
 		get(r.cfg.Name)
 	}
+	// Under mu, only a consistent cut: the totals and which sessions are
+	// live. Their tallies are read after, without holding up sessions that
+	// start or end: one that ends meanwhile is counted here with what it
+	// relayed so far and in the next scrape's totals with all of it, so the
+	// sums still never decrease.
 	m.mu.Lock()
-	for route, t := range m.finished {
-		a := get(route)
-		a.messages, a.bytes = t.messages, t.bytes
+	for name, r := range m.routes {
+		a := get(name)
+		a.sessions, a.messages, a.bytes = r.sessions, r.messages, r.bytes
+		a.live = make([]*session, 0, len(r.live))
+		for s := range r.live {
+			a.live = append(a.live, s)
+		}
 	}
 	m.mu.Unlock()
-	for _, s := range g.reg.list() {
-		a := get(s.route)
-		a.active++
-		a.messages[0] += float64(s.c.messages.Load())
-		a.messages[1] += float64(s.u.messages.Load())
-		a.bytes[0] += float64(s.c.bytes.Load())
-		a.bytes[1] += float64(s.u.bytes.Load())
-	}
 	for route, a := range per {
-		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, a.active, route)
-		for i, dir := range []string{dirClientToUpstream, dirUpstreamToClient} {
+		for _, s := range a.live {
+			a.messages[0] += float64(s.c.messages.Load())
+			a.messages[1] += float64(s.u.messages.Load())
+			a.bytes[0] += float64(s.c.bytes.Load())
+			a.bytes[1] += float64(s.u.bytes.Load())
+		}
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, a.sessions, route)
+		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(len(a.live)), route)
+		for i, dir := range [2]string{dirClientToUpstream, dirUpstreamToClient} {
 			ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, a.messages[i], route, dir)
 			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, a.bytes[i], route, dir)
 		}

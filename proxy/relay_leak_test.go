@@ -174,7 +174,7 @@ func TestRelayNoLeaks(t *testing.T) {
 			var fails atomic.Int64
 			var firstErr atomic.Value
 			up := newRawUpstream(t, leakUpstream(w.upstream, w.uCode, &fails, &firstErr))
-			gw := startGateway(t, relayYAML(up.URL, append([]string{"close_timeout", "1s"}, w.cfg...)...))
+			gw := startGateway(t, relayYAML(up.URL, append([]string{"close_timeout", "1s", "server.max_pending_per_ip", "0"}, w.cfg...)...))
 			runtime.GC()
 			base := runtime.NumGoroutine()
 			start := time.Now()

@@ -1,29 +1,53 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"reflect"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
+	"unicode"
 )
+
+// lifecycleMu serialises Reload and the admin drain: a drain that ran
+// half-way through a reload could mark an upstream of the snapshot being
+// replaced, or have its mark cleared by the reload right after.
+var lifecycleMu sync.Mutex
 
 // Reload swaps in a new config (SIGHUP; SPEC "Reload without dropping
 // sessions"). cfg has been loaded and validated off to the side. Sessions
 // keep the snapshot they started with; only those whose route (by name) or
 // upstream is gone are drained, with 1012 to the client and 1001 upstream,
-// spread over close_spread. `server:` changes need a restart: the old values
-// stay and a warning is logged. Static certificate files are read again.
+// spread over close_spread. Settings that need a restart (`server:`, and
+// the logger and TLS listener built from log.level, log.format and
+// tls.min_version) keep their old values, with a warning naming them.
+// Static certificate files are read again. On error nothing changed.
 func (g *Gateway) Reload(cfg *Config) error {
-	old := g.snap.Load()
-	if !reflect.DeepEqual(old.cfg.Server, cfg.Server) {
-		g.log.Warn().Msg("reload: server settings changed; they take effect only after a restart")
-		c := *cfg
-		c.Server = old.cfg.Server
-		cfg = &c
+	lifecycleMu.Lock()
+	defer lifecycleMu.Unlock()
+	if g.draining.Load() {
+		// The shutdown is closing every session already; a reload could
+		// only race it.
+		return errors.New("the gateway is shutting down: reload ignored")
 	}
+	old := g.snap.Load()
+	keys, cfg := restartOnly(old.cfg, cfg)
 	snap, err := buildSnapshot(cfg)
 	if err != nil {
 		return err
+	}
+	// Certificates before anything is changed: if the files no longer
+	// load, the reload fails as a whole.
+	var certs *certSet
+	if g.tlsOn() {
+		if certs, err = loadCertificates(cfg.TLS.Certificates); err != nil {
+			return err
+		}
+	}
+	if len(keys) > 0 {
+		g.log.Warn().Strs("keys", keys).Msg("reload: settings that need a restart changed; their old values stay in force")
 	}
 	// Keep each surviving upstream's Backend (active sessions for
 	// least_conn, passive health); a reload puts drained upstreams back.
@@ -34,11 +58,7 @@ func (g *Gateway) Reload(cfg *Config) error {
 		}
 		rs.adopt(prev)
 	}
-	if g.tlsOn() {
-		certs, err := loadCertificates(cfg.TLS.Certificates)
-		if err != nil {
-			return err
-		}
+	if certs != nil {
 		g.tls.certs.Store(certs)
 		g.reloadACME(cfg)
 	}
@@ -53,6 +73,61 @@ func (g *Gateway) Reload(cfg *Config) error {
 	g.log.Info().Int("routes", len(cfg.Routes)).Int("drained_sessions", len(gone)).Msg("config reloaded")
 	g.spreadClose(gone, evDrained)
 	return nil
+}
+
+// restartOnly returns the dotted keys whose new values a reload cannot
+// apply, and cfg with their old values put back. `server:` holds the
+// listeners and the shutdown settings (SPEC: they need a restart); the
+// logger and the TLS listener's config are built once at start.
+func restartOnly(old, cfg *Config) ([]string, *Config) {
+	keys := changedKeys("server", reflect.ValueOf(old.Server), reflect.ValueOf(cfg.Server))
+	if old.Log.Level != cfg.Log.Level {
+		keys = append(keys, "log.level")
+	}
+	if old.Log.Format != cfg.Log.Format {
+		keys = append(keys, "log.format")
+	}
+	if old.TLS.MinVersion != cfg.TLS.MinVersion {
+		keys = append(keys, "tls.min_version")
+	}
+	if len(keys) == 0 {
+		return nil, cfg
+	}
+	c := *cfg
+	c.Server = old.Server
+	c.Log.Level, c.Log.Format = old.Log.Level, old.Log.Format
+	c.TLS.MinVersion = old.TLS.MinVersion
+	return keys, &c
+}
+
+// changedKeys lists the fields of two structs of the same type that differ,
+// as config keys under prefix ("server.shutdown_grace").
+func changedKeys(prefix string, a, b reflect.Value) []string {
+	var keys []string
+	for i := 0; i < a.NumField(); i++ {
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			keys = append(keys, prefix+"."+snakeCase(a.Type().Field(i).Name))
+		}
+	}
+	return keys
+}
+
+// snakeCase turns a Go field name into its config key: TLSListen ->
+// tls_listen, MaxPendingPerIP -> max_pending_per_ip.
+func snakeCase(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		upper := unicode.IsUpper(r)
+		if upper && i > 0 {
+			prevLower := unicode.IsLower(rune(name[i-1]))
+			nextLower := i+1 < len(name) && unicode.IsLower(rune(name[i+1]))
+			if prevLower || (unicode.IsUpper(rune(name[i-1])) && nextLower) {
+				b.WriteByte('_')
+			}
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }
 
 func (g *Gateway) tlsOn() bool { return g.tls.certs.Load() != nil }
@@ -97,15 +172,17 @@ func (rs *routeState) adopt(prev *routeState) {
 }
 
 // spreadClose sends ev's close frames to every session in list, spread evenly
-// over close_spread so that clients do not all reconnect at once.
+// over close_spread so that clients do not all reconnect at once. Each
+// close runs on its own goroutine: a session whose peer does not read may
+// hold its write lock for up to write_timeout, and must not hold up the
+// others (or the shutdown waiting for them).
 func (g *Gateway) spreadClose(list []*session, ev event) {
 	spread := g.Config().Server.CloseSpread
 	for i, s := range list {
-		if len(list) == 1 || spread <= 0 {
-			s.apply(ev, "gateway")
-			continue
+		var at time.Duration
+		if len(list) > 1 && spread > 0 {
+			at = time.Duration(int64(spread) * int64(i) / int64(len(list)))
 		}
-		at := time.Duration(int64(spread) * int64(i) / int64(len(list)))
 		time.AfterFunc(at, func() { s.apply(ev, "gateway") })
 	}
 }
@@ -124,6 +201,8 @@ func (g *Gateway) drainHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "give exactly one of ?route=NAME or ?upstream=URL", http.StatusBadRequest)
 		return
 	}
+	lifecycleMu.Lock()
+	defer lifecycleMu.Unlock()
 	snap := g.snap.Load()
 	found := false
 	if route != "" {

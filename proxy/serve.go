@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -71,7 +73,14 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	// second or third server failing must not block its goroutine forever.
 	errc := make(chan error, 3)
 	errLog := log.New(zerologWriter{g.log}, "", 0)
+	// Requests on the WebSocket listeners that began before the drain: a
+	// handshake among them may still become a session, which the drain
+	// must wait for and close too.
+	var inflight atomic.Int64
 	start := func(ln net.Listener, h http.Handler, ws bool, tlsCfg *tls.Config) {
+		if ws {
+			h = g.counted(h, &inflight)
+		}
 		srv := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: cfg.Server.HandshakeTimeout,
@@ -85,6 +94,15 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			var p http.Protocols
 			p.SetHTTP1(true)
 			srv.Protocols = &p
+			// PROXY protocol, handshake_timeout, max_pending_per_ip and an
+			// exact max_header_bytes (listener.go).
+			ln = g.limitListener(ln, cfg.Server)
+			srv.ConnState = g.connState
+			// A backstop only: the listener closes a late request
+			// silently at handshake_timeout, where net/http's own timeout
+			// would answer a partial request line with a 400 first.
+			srv.ReadHeaderTimeout = cfg.Server.HandshakeTimeout + time.Second
+			srv.MaxHeaderBytes = httpMaxHeaderBytes(cfg.Server.MaxHeaderBytes)
 		}
 		servers = append(servers, srv)
 		go func() {
@@ -152,37 +170,136 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	g.Shutdown(context.Background())
+	// SPEC "Graceful shutdown": the listeners stay open through the drain,
+	// new handshakes are answered 503 with Connection: close (ServeHTTP),
+	// /readyz says 503, and no connection is kept alive for another
+	// request.
 	for _, s := range servers {
-		s.Close()
+		s.SetKeepAlivesEnabled(false)
 	}
+	g.shutdown(context.Background(), &inflight)
+	// Only now are the listeners closed. Requests still being answered
+	// (a 503, a /readyz) get a moment; sessions are not http.Server's to
+	// wait for (their connections were hijacked) and are over by now.
+	sctx, cancel := context.WithTimeout(context.Background(), serverCloseWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			_ = s.Shutdown(sctx)
+			s.Close()
+		})
+	}
+	wg.Wait()
 	return err
 }
 
-// Shutdown drains the gateway: new handshakes get 503, every session is sent
-// shutdown_close_code (client) and 1001 (upstream), spread over close_spread,
-// and Shutdown waits for them up to shutdown_grace.
-func (g *Gateway) Shutdown(ctx context.Context) {
+// After shutdown_grace, how long the cut sessions get to unwind, and how
+// long requests still being answered get once the listeners close. Both
+// together stay well inside the SPEC's shutdown_grace + 2 s for the exit.
+const (
+	cutWait         = 500 * time.Millisecond
+	serverCloseWait = 500 * time.Millisecond
+)
+
+// counted wraps a WebSocket listener's handler so that the drain knows
+// which requests began before it. n is raised before draining is looked
+// at, and the drain sets draining before it reads n, so no request slips
+// between the two. A request that sees draining is not counted: ServeHTTP
+// refuses it, and a storm of refusals must not hold the drain open.
+func (g *Gateway) counted(h http.Handler, n *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		if g.draining.Load() {
+			n.Add(-1)
+		} else {
+			defer n.Add(-1)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Shutdown drains the gateway (SPEC "Graceful shutdown"): new handshakes
+// get 503, every session is sent shutdown_close_code (client) and 1001
+// (upstream), spread over close_spread, and Shutdown waits for their close
+// handshakes up to shutdown_grace. Sessions still open then are cut: both
+// TCP connections are closed under them. Serve calls it when its context
+// is done.
+func (g *Gateway) Shutdown(ctx context.Context) { g.shutdown(ctx, nil) }
+
+// shutdown is Shutdown; inflight, if not nil, counts the requests that
+// began before the drain (see counted). A handshake among them becomes a
+// session after the first sweep of the registry: it is closed as soon as
+// it appears, and the drain waits for it.
+func (g *Gateway) shutdown(ctx context.Context, inflight *atomic.Int64) {
+	begun := time.Now()
 	g.draining.Store(true)
 	cfg := g.Config()
+	busy := func() bool { return g.active.Load() > 0 || (inflight != nil && inflight.Load() > 0) }
 	sessions := g.reg.list()
-	g.log.Info().Int("sessions", len(sessions)).Msg("shutting down")
-	deadline := time.Now().Add(cfg.Server.ShutdownGrace)
-	spread := cfg.Server.CloseSpread
-	for i, s := range sessions {
-		if len(sessions) > 1 && spread > 0 {
-			at := time.Duration(int64(spread) * int64(i) / int64(len(sessions)))
-			time.AfterFunc(at, func() { s.apply(evShutdown, "gateway") })
-		} else {
-			s.apply(evShutdown, "gateway")
-		}
+	closing := make(map[*session]bool, len(sessions))
+	for _, s := range sessions {
+		closing[s] = true
 	}
-	for g.active.Load() > 0 && time.Now().Before(deadline) {
+	g.log.Info().Int("sessions", len(sessions)).Dur("close_spread", cfg.Server.CloseSpread).
+		Dur("shutdown_grace", cfg.Server.ShutdownGrace).Msg("shutting down")
+	g.spreadClose(sessions, evShutdown)
+	grace := time.NewTimer(cfg.Server.ShutdownGrace)
+	defer grace.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for busy() {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-grace.C:
+			break wait
+		case <-tick.C:
 		}
+		for _, s := range g.reg.list() {
+			if !closing[s] {
+				closing[s] = true
+				// Not spread: it is one of few, and late already.
+				go s.apply(evShutdown, "gateway")
+			}
+		}
+	}
+	if !busy() {
+		g.log.Info().Dur("took", time.Since(begun)).Msg("every session closed")
+		return
+	}
+	// shutdown_grace is over: whoever has not finished the close
+	// handshake is cut.
+	left := g.reg.list()
+	for _, s := range left {
+		cutSession(s)
+	}
+	g.log.Warn().Int("sessions", len(left)).Msg("shutdown_grace over: cutting the sessions still open")
+	end := time.Now().Add(cutWait)
+	for g.active.Load() > 0 && time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// cutSession closes both of a session's TCP connections under the relay,
+// whose pumps then find their legs gone and return. A TLS connection is
+// closed beneath TLS: its close_notify alert toward a peer that does not
+// read could block for seconds.
+func cutSession(s *session) {
+	for _, c := range []net.Conn{s.c.conn, s.u.conn} {
+		for {
+			u, ok := c.(interface{ NetConn() net.Conn })
+			if !ok {
+				break
+			}
+			c = u.NetConn()
+		}
+		_ = c.Close()
 	}
 }
 

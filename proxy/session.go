@@ -43,6 +43,7 @@ type session struct {
 	upstream string // the upstream's configured URL
 	protocol string
 	backend  *Backend
+	lim      *sessionLimits // the client's rate limits; nil: none
 
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
@@ -184,6 +185,7 @@ func (s *session) gone(l *leg) {
 	}
 	l.dead.Store(true)
 	l.conn.Close()
+	l.kick()
 	ev := goneEvent(l.side)
 	r := closeTable[ev]
 	s.emu.Lock()
@@ -208,6 +210,7 @@ func (s *session) truncate(l *leg, by string) {
 	l.lost.Store(true)
 	l.dead.Store(true)
 	l.conn.Close()
+	l.kick()
 	s.setWhy(whyTruncated, by)
 }
 
@@ -396,6 +399,17 @@ func (s *session) pump(src, dst *leg) {
 		src.lastRead = s.now()
 		src.pingSent = 0
 		src.frames.Add(1)
+		if s.lim != nil && src.side == sideClient && h.Opcode != frame.OpClose && !src.sentClose.Load() {
+			if !s.limit(src, h) {
+				// Over a limit, on_exceed: close. As after a violation,
+				// step over the payload and linger for the client's Close,
+				// so that its 1008 is not destroyed by a reset.
+				if !s.skip(src, h.Length) {
+					break
+				}
+				continue
+			}
+		}
 		if src.sentClose.Load() {
 			// We closed this leg: discard data, wait for its Close.
 			if !s.awaitClose(src, h) {

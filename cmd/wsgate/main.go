@@ -120,8 +120,18 @@ func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
 		stop()
-		<-again
-		log.Warn().Msg("second signal: exiting now")
+		grace := cfg.Server.ShutdownGrace // server: is never reloaded
+		log.Info().Dur("shutdown_grace", grace).Msg("signal: draining; a second signal exits at once")
+		// The drain ends by shutdown_grace and Serve returns within about
+		// a second of it; should anything hang past that, the SPEC's
+		// bound (exit by shutdown_grace + 2s) still holds.
+		overrun := time.NewTimer(grace + overrunMargin)
+		select {
+		case <-again:
+			log.Warn().Msg("second signal: exiting now")
+		case <-overrun.C:
+			log.Error().Dur("after", grace+overrunMargin).Msg("shutdown overran shutdown_grace: exiting now")
+		}
 		os.Exit(1)
 	}()
 	// SIGHUP reloads the config (SPEC "Reload without dropping sessions"):
@@ -153,6 +163,10 @@ func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
 	log.Info().Msg("wsgate stopped")
 	return 0
 }
+
+// overrunMargin is how long after shutdown_grace the process exits even if
+// the drain has not returned: inside the SPEC's 2 s, with room for the exit.
+const overrunMargin = 1500 * time.Millisecond
 
 func versionString() string {
 	if version != "" {

@@ -1,0 +1,260 @@
+package proxy
+
+// End-to-end tests of the handshake-time limits (SPEC "The opening
+// handshake": 403, 429, 503, 431; issue 7), through a running gateway.
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestLimitHandshakesRetryAfter(t *testing.T) {
+	up := echoUpstream(t)
+	gw := startGateway(t, limitYAML(up.URL, "{handshakes: {rate: 1/m, burst: 2}}"))
+	for i := 0; i < 2; i++ {
+		a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
+		expectStatus(t, a, 101, fmt.Sprintf("handshake %d", i+1))
+		a.peer.echoOnce("hi")
+	}
+	dials := up.Count()
+	a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
+	expectStatus(t, a, http.StatusTooManyRequests, "third handshake")
+	// One token per minute, none left: the next is 60s away (less the
+	// milliseconds since the last one), rounded up to whole seconds.
+	if got := a.resp.Header.Get("Retry-After"); got != "60" {
+		t.Errorf("Retry-After %q, want 60", got)
+	}
+	if !strings.Contains(a.body, "too many handshakes") {
+		t.Errorf("body %q", a.body)
+	}
+	if up.Count() != dials {
+		t.Error("a rate-limited handshake reached the upstream")
+	}
+	// Per client address: another address has its own bucket.
+	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.3", nil), 101, "other address")
+	if n := rateHits(gw.Gateway, "relay", "handshakes"); n != 1 {
+		t.Errorf("wsgate_rate_limited_total{kind=handshakes} = %v, want 1", n)
+	}
+	if lines := gw.Logs.Lines(`"event":"rejected"`, `"status":429`, `"client":"127.0.0.2"`); len(lines) != 1 {
+		t.Errorf("rejection log lines: %q", lines)
+	}
+}
+
+func TestLimitHandshakesRetryAfterFractional(t *testing.T) {
+	up := echoUpstream(t)
+	// 2 tokens per second, burst 1: the next token is 500ms away -> "1".
+	// 1 token per 90s: 90s -> "90". Both rounded up, never 0.
+	for _, c := range []struct{ rate, want string }{{"2/s", "1"}, {"40/h", "90"}} {
+		gw := startGateway(t, limitYAML(up.URL, "{handshakes: {rate: "+c.rate+", burst: 1}}"))
+		expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, c.rate+" first")
+		a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
+		expectStatus(t, a, 429, c.rate+" second")
+		if got := a.resp.Header.Get("Retry-After"); got != c.want {
+			t.Errorf("rate %s: Retry-After %q, want %s", c.rate, got, c.want)
+		}
+		gw.stop()
+	}
+}
+
+func TestLimitConnectionsPerIP(t *testing.T) {
+	up := echoUpstream(t)
+	gw := startGateway(t, limitYAML(up.URL, "{connections_per_ip: 2}"))
+	a1 := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
+	a2 := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
+	expectStatus(t, a1, 101, "first")
+	expectStatus(t, a2, 101, "second")
+	a3 := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
+	expectStatus(t, a3, http.StatusTooManyRequests, "third session from one address")
+	if !strings.Contains(a3.body, "too many connections") {
+		t.Errorf("body %q", a3.body)
+	}
+	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.3", nil), 101, "other address")
+	// A session that ends frees its slot.
+	a1.peer.sendClose(1000, "")
+	a1.peer.expectClose(1000, "")
+	deadline := time.Now().Add(relayIO)
+	for {
+		a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
+		if a.status() == 101 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not freed: %d", a.status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := rateHits(gw.Gateway, "relay", "connections_per_ip"); n < 1 {
+		t.Errorf("wsgate_rate_limited_total{kind=connections_per_ip} = %v", n)
+	}
+}
+
+// TestLimitMaxConnectionsExact: the cap is reserved before the upstream
+// dial, so a burst of concurrent handshakes cannot overshoot it.
+func TestLimitMaxConnectionsExact(t *testing.T) {
+	slow := newUpstream(t, "slow", func(u *testUpstream, req *http.Request, conn net.Conn, br *bufio.Reader) {
+		time.Sleep(300 * time.Millisecond) // every handshake is in flight at once
+		accept101(nil)(u, req, conn, br)
+	})
+	gw := startGateway(t, relayYAML(slow.URL, "server.max_connections", "3"))
+	const n = 12
+	var wg sync.WaitGroup
+	res := make([]wsAttempt, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = mustHandshake(t, gw.Addr, fmt.Sprintf("127.0.0.%d", 2+i%4), nil)
+		}()
+	}
+	wg.Wait()
+	ok, busy := 0, 0
+	for _, a := range res {
+		switch a.status() {
+		case 101:
+			ok++
+		case 503:
+			busy++
+			if a.resp.Header.Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+		default:
+			t.Errorf("status %d %q", a.status(), a.body)
+		}
+	}
+	if ok != 3 || busy != n-3 {
+		t.Fatalf("%d sessions and %d 503s, want 3 and %d", ok, busy, n-3)
+	}
+	if slow.Count() != 3 {
+		t.Errorf("upstream saw %d handshakes, want 3: refused ones must not dial", slow.Count())
+	}
+}
+
+func TestLimitOriginsExactAndWildcard(t *testing.T) {
+	up := echoUpstream(t)
+	gw := startGateway(t, relayYAML(up.URL, "origins", `["https://app.example.org", "https://*.example.com"]`))
+	for _, c := range []struct {
+		origin string
+		want   int
+	}{
+		{"", 101}, // non-browser clients send none
+		{"https://app.example.org", 101},
+		{"https://a.example.com", 101},
+		{"https://a.b.example.com", 101},
+		{"https://example.com", 403}, // the wildcard needs a label
+		{"http://a.example.com", 403},
+		{"https://evil.example.org", 403},
+		{"https://a.example.com.evil.test", 403},
+		{"null", 403},
+	} {
+		var extra []string
+		if c.origin != "" {
+			extra = []string{"Origin: " + c.origin}
+		}
+		expectStatus(t, mustHandshake(t, gw.Addr, "", nil, extra...), c.want, "Origin "+c.origin)
+	}
+}
+
+// TestLimitMaxHeaderBytes: 431 at the configured size, both above net/http's
+// 4 KiB floor (net/http's own check, shifted by its slop) and below it (the
+// gateway's check).
+func TestLimitMaxHeaderBytes(t *testing.T) {
+	up := echoUpstream(t)
+	for _, max := range []int{8192, 1024} {
+		gw := startGateway(t, relayYAML(up.URL, "server.max_header_bytes", fmt.Sprint(max)))
+		base := len(upgradeHead(gw.Addr, ""))
+		for _, size := range []int{max, max + 1} {
+			head := upgradeHead(gw.Addr, "X-Pad: "+strings.Repeat("p", size-base-len("X-Pad: \r\n")))
+			if len(head) != size {
+				t.Fatalf("built a %d-byte head, want %d", len(head), size)
+			}
+			rc := exchange(t, gw.Addr, head)
+			want := 101
+			if size > max {
+				want = http.StatusRequestHeaderFieldsTooLarge
+			}
+			if rc.resp.StatusCode != want {
+				t.Errorf("max_header_bytes %d, head of %d bytes: %d, want %d", max, size, rc.resp.StatusCode, want)
+			}
+		}
+		gw.stop()
+	}
+}
+
+// upgradeHead is an upgrade request head with one extra header line.
+func upgradeHead(host, extra string) string {
+	h := "GET /ws HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + clientKey + "\r\nSec-WebSocket-Version: 13\r\n"
+	if extra != "" {
+		h += extra + "\r\n"
+	}
+	return h + "\r\n"
+}
+
+// TestLimitStateSurvivesReload: a reload that keeps the route's limits keeps
+// its buckets (an address over its limit stays over it); a changed rate
+// starts afresh.
+func TestLimitStateSurvivesReload(t *testing.T) {
+	up := echoUpstream(t)
+	yaml := limitYAML(up.URL, "{handshakes: {rate: 1/m, burst: 1}}")
+	gw := startGateway(t, yaml)
+	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, "first")
+	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 429, "second")
+	reload := func(text string) {
+		t.Helper()
+		cfg, err := ParseConfig("test.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gw.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload(yaml + "  - name: other\n    path: /other\n    upstreams: [\"builtin:echo\"]\n")
+	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 429, "after a reload with the same limits")
+	reload(limitYAML(up.URL, "{handshakes: {rate: 2/m, burst: 1}}"))
+	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, "after a reload that changed the rate")
+}
+
+// TestLimitTrustedProxyClientAddress: behind a trusted proxy, the client
+// address from X-Forwarded-For (or, without it, Forwarded's for=) is what
+// the limits key on and what the logs and X-Forwarded-For carry; from a
+// peer that is not trusted, those headers are ignored.
+func TestLimitTrustedProxyClientAddress(t *testing.T) {
+	up := echoUpstream(t)
+	gw := startGateway(t, limitYAML(up.URL, "{handshakes: {rate: 1/m, burst: 1}}",
+		"server.trusted_proxies", "[127.0.0.1/32]"))
+	for _, c := range []struct {
+		name, local, header string
+		want                int
+		client, xff         string
+	}{
+		{"xff", "127.0.0.1", "X-Forwarded-For: 198.51.100.1", 101, "198.51.100.1", "198.51.100.1, 127.0.0.1"},
+		{"xff-again", "127.0.0.1", "X-Forwarded-For: 198.51.100.1", 429, "198.51.100.1", ""},
+		{"xff-other", "127.0.0.1", "X-Forwarded-For: 198.51.100.2", 101, "198.51.100.2", "198.51.100.2, 127.0.0.1"},
+		{"forwarded", "127.0.0.1", `Forwarded: for="[2001:db8::5]:443";proto=https`, 101, "2001:db8::5", "2001:db8::5, 127.0.0.1"},
+		{"forwarded-same-64", "127.0.0.1", `Forwarded: for="[2001:db8::6]"`, 429, "2001:db8::6", ""},
+		// Not a trusted peer: its header is dropped, it is limited as itself.
+		{"untrusted", "127.0.0.2", "X-Forwarded-For: 198.51.100.3", 101, "127.0.0.2", "127.0.0.2"},
+		{"untrusted-again", "127.0.0.2", "X-Forwarded-For: 198.51.100.4", 429, "127.0.0.2", ""},
+	} {
+		before := up.Count()
+		a := mustHandshake(t, gw.Addr, c.local, nil, c.header)
+		expectStatus(t, a, c.want, c.name)
+		if c.want != 101 {
+			if len(gw.Logs.Lines(`"status":429`, `"client":"`+c.client+`"`)) == 0 {
+				t.Errorf("%s: no rejection logged for %s", c.name, c.client)
+			}
+			continue
+		}
+		if got := up.Requests()[before].Header.Get("X-Forwarded-For"); got != c.xff {
+			t.Errorf("%s: X-Forwarded-For %q, want %q", c.name, got, c.xff)
+		}
+		a.peer.conn.Close()
+	}
+}

@@ -1,0 +1,314 @@
+package proxy
+
+// Rate limits (SPEC `rate_limit`, issue 7): per client address per route
+// (handshakes, connections_per_ip, messages_per_ip) and per session
+// (messages, bytes, frames), client -> upstream only.
+//
+// Per session, limits are checked when a frame's header has been read and
+// before its payload is: with on_exceed: close nothing of an over-limit frame
+// is forwarded, and with on_exceed: throttle the pump simply stops reading the
+// client until the tokens are there, so TCP backpressure slows the client down
+// and nothing is buffered beyond the relay's fixed buffers.
+//
+//   - frames: one token per frame of any kind except Close (so ping floods and
+//     empty continuations are limited too; a client may always close).
+//   - messages and messages_per_ip: one token per data message, taken at its
+//     first frame, so that the decision comes before any of the message is
+//     forwarded, and a throttled message is held back as a whole.
+//   - bytes: the payload length of each data frame.
+
+import (
+	"math"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"wsgate/frame"
+	"wsgate/ratelimit"
+)
+
+// limiterKeys is the hard cap on the client addresses (IPv6: /64s) one keyed
+// limiter remembers: about 15 MiB when an address-rotation flood fills it
+// (ratelimit's TestKeyedMillionAddresses measures it). Forgetting an
+// address can only give it a fresh bucket, and the limiter forgets the
+// fullest buckets first.
+const limiterKeys = 1 << 16
+
+// Rate-limit kinds: the `kind` label of wsgate_rate_limited_total.
+const (
+	kindHandshakes    = "handshakes"
+	kindConnsPerIP    = "connections_per_ip"
+	kindMessages      = "messages"
+	kindMessagesPerIP = "messages_per_ip"
+	kindBytes         = "bytes"
+	kindFrames        = "frames"
+)
+
+// routeLimits is a route's limiter state. It outlives a reload as long as the
+// route (by name) stays: the connection counter always (it counts sessions
+// that are open, whatever the new limits say), each keyed limiter as long as
+// its rate and burst are unchanged. A changed rate starts with fresh buckets.
+type routeLimits struct {
+	cfg        RateLimits
+	handshakes *ratelimit.Keyed // nil: no limit
+	perIP      *ratelimit.Keyed // messages_per_ip; nil: no limit
+	conns      *ratelimit.Counter
+	throttle   bool
+	hits       limitHits
+}
+
+// limitHits are a route's wsgate_rate_limited_total counters. Each is bound
+// at its first hit, so that a route that is never limited exports no series.
+type limitHits struct {
+	handshakes, conns, messages, perIP, bytes, frames limitHit
+}
+
+type limitHit struct {
+	vec         *prometheus.CounterVec
+	route, kind string
+	once        sync.Once
+	c           prometheus.Counter
+}
+
+func (h *limitHit) Inc() {
+	h.once.Do(func() { h.c = h.vec.WithLabelValues(h.route, h.kind) })
+	h.c.Inc()
+}
+
+// limitRegistry holds the routeLimits of every route by name, so that a new
+// config snapshot picks up the state of the old one. (A snapshot's
+// routeState caches its routeLimits; the registry is consulted once per
+// routeState.)
+type limitRegistry struct {
+	mu sync.Mutex
+	m  map[string]*routeLimits
+}
+
+// limitsFor returns rs's limiter state, adopting the previous snapshot's
+// where the limits are unchanged.
+func (g *Gateway) limitsFor(snap *snapshot, rs *routeState) *routeLimits {
+	if rl := rs.limits.Load(); rl != nil {
+		return rl
+	}
+	reg := &g.limits
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if rl := rs.limits.Load(); rl != nil {
+		return rl
+	}
+	if reg.m == nil {
+		reg.m = make(map[string]*routeLimits)
+	}
+	name := rs.cfg.Name
+	cfg := rs.cfg.Settings.RateLimit
+	prev := reg.m[name]
+	rl := &routeLimits{cfg: cfg, throttle: cfg.OnExceed == "throttle", conns: &ratelimit.Counter{}}
+	if prev != nil {
+		rl.conns = prev.conns
+	}
+	rl.handshakes = keyedFor(cfg.Handshakes, prev, func(p *routeLimits) (*Rate, *ratelimit.Keyed) { return p.cfg.Handshakes, p.handshakes })
+	rl.perIP = keyedFor(cfg.MessagesPerIP, prev, func(p *routeLimits) (*Rate, *ratelimit.Keyed) { return p.cfg.MessagesPerIP, p.perIP })
+	for _, h := range []struct {
+		h    *limitHit
+		kind string
+	}{{&rl.hits.handshakes, kindHandshakes}, {&rl.hits.conns, kindConnsPerIP}, {&rl.hits.messages, kindMessages},
+		{&rl.hits.perIP, kindMessagesPerIP}, {&rl.hits.bytes, kindBytes}, {&rl.hits.frames, kindFrames}} {
+		h.h.vec, h.h.route, h.h.kind = g.metrics.rateLimited, name, h.kind
+	}
+	reg.m[name] = rl
+	// Forget routes that are gone from the config in force. (Sessions that
+	// still run on them keep their own pointers.)
+	if cur := g.snap.Load(); cur == snap {
+		for n := range reg.m {
+			if snap.route(n) == nil {
+				delete(reg.m, n)
+			}
+		}
+	}
+	rs.limits.Store(rl)
+	return rl
+}
+
+// keyedFor returns prev's keyed limiter if its rate is the same as r, else a
+// new one (nil for no limit).
+func keyedFor(r *Rate, prev *routeLimits, get func(*routeLimits) (*Rate, *ratelimit.Keyed)) *ratelimit.Keyed {
+	if r == nil {
+		return nil
+	}
+	if prev != nil {
+		if pr, pk := get(prev); pk != nil && reflect.DeepEqual(pr, r) {
+			return pk
+		}
+	}
+	return ratelimit.NewKeyed(rate.Limit(r.PerSecond), burstOf(r), limiterKeys)
+}
+
+func burstOf(r *Rate) int { return int(min(r.Burst, math.MaxInt32)) }
+
+// retryAfter is a Retry-After value for a delay: whole seconds, rounded up
+// (RFC 9110 §10.2.3), at least 1.
+func retryAfter(d time.Duration) string {
+	s := int64(math.Ceil(d.Seconds()))
+	return strconv.FormatInt(max(s, 1), 10)
+}
+
+// headBytes is the size of a request's head as the client sent it, give or
+// take optional whitespace: request line, header lines, final CRLF.
+func headBytes(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2 + 2
+	if r.Host != "" {
+		n += len("Host: ") + len(r.Host) + 2
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n
+}
+
+// sessionLimits are the limits one session's client pump applies. Only that
+// pump uses the per-session buckets; messages_per_ip is the route's keyed
+// limiter, shared by every session of the client address.
+type sessionLimits struct {
+	frames, messages, bytes *rate.Limiter // nil: no limit
+	perIP                   *ratelimit.Keyed
+	key                     netip.Addr // the client address's limiter key
+	throttle                bool
+	hits                    *limitHits
+}
+
+// forSession returns the limits for a new session of the client with limiter
+// key key, or nil if the route has none.
+func (rl *routeLimits) forSession(key netip.Addr) *sessionLimits {
+	c := &rl.cfg
+	if c.Frames == nil && c.Messages == nil && c.Bytes == nil && rl.perIP == nil {
+		return nil
+	}
+	l := &sessionLimits{perIP: rl.perIP, key: key, throttle: rl.throttle, hits: &rl.hits}
+	bucket := func(r *Rate) *rate.Limiter {
+		if r == nil {
+			return nil
+		}
+		return rate.NewLimiter(rate.Limit(r.PerSecond), burstOf(r))
+	}
+	l.frames, l.messages, l.bytes = bucket(c.Frames), bucket(c.Messages), bucket(c.Bytes)
+	return l
+}
+
+// limit applies the client's limits to the frame h, whose header has just
+// been read from src (the client leg) and whose payload has not. It reports
+// false if the frame is over a limit with on_exceed: close: the client has
+// been sent 1008 and the upstream 1001, and the caller steps over the
+// payload and lingers as after any violation. With on_exceed: throttle it
+// waits for the tokens and reports true — also when the wait was cut short
+// because the session is closing, which the caller sees on src.
+func (s *session) limit(src *leg, h frame.Header) bool {
+	lim := s.lim
+	first := h.Opcode == frame.OpText || h.Opcode == frame.OpBinary
+	var nbytes int
+	if lim.bytes != nil && h.Opcode.IsData() {
+		// A frame is never larger than the burst (config validation);
+		// were it so, it costs the whole burst rather than never passing.
+		nbytes = int(min(h.Length, int64(lim.bytes.Burst())))
+	}
+	var nmsg int
+	if first {
+		nmsg = 1
+	}
+	taken, counted := false, false
+	for {
+		now := time.Now()
+		var over *limitHit
+		var wait time.Duration
+		if !taken {
+			// The session's own buckets: only this pump uses them, so
+			// look first and take all or nothing.
+			for _, b := range [...]struct {
+				lim *rate.Limiter
+				n   int
+				hit *limitHit
+			}{{lim.frames, 1, &lim.hits.frames}, {lim.messages, nmsg, &lim.hits.messages}, {lim.bytes, nbytes, &lim.hits.bytes}} {
+				if b.lim == nil || b.n == 0 {
+					continue
+				}
+				if d := ratelimit.Delay(b.lim, now, b.n); d > wait {
+					wait, over = d, b.hit
+				}
+			}
+			if over == nil {
+				for _, b := range [...]struct {
+					lim *rate.Limiter
+					n   int
+				}{{lim.frames, 1}, {lim.messages, nmsg}, {lim.bytes, nbytes}} {
+					if b.lim != nil && b.n > 0 {
+						b.lim.AllowN(now, b.n)
+					}
+				}
+				taken = true
+			}
+		}
+		if over == nil && first && lim.perIP != nil {
+			if ok, retry := lim.perIP.AllowN(lim.key, now, 1); !ok {
+				over, wait = &lim.hits.perIP, retry
+			}
+		}
+		if over == nil {
+			return true
+		}
+		if !counted {
+			over.Inc()
+			counted = true
+		}
+		if !lim.throttle {
+			s.apply(evClientRate, "gateway")
+			return false
+		}
+		if !s.throttle(src, max(wait, time.Millisecond)) {
+			return true
+		}
+	}
+}
+
+// throttle stops reading src for d (SPEC "The relay": while a leg is
+// throttled, its pong and idle timers are suspended). The timers are frozen
+// by shifting them by the time waited; the idle clock, which the other pump
+// reads too, is pushed forward by d for the wait and set right after it. A
+// Close sent to src, or src's end, cuts the wait short (leg.wake): it reports
+// false then.
+func (s *session) throttle(src *leg, d time.Duration) bool {
+	start := s.now()
+	var idle, held int64
+	for {
+		idle = s.lastData.Load()
+		held = idle + int64(d)
+		if s.lastData.CompareAndSwap(idle, held) {
+			break
+		}
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-t.C:
+	case <-src.wakec:
+		t.Stop()
+	}
+	waited := s.now() - start
+	src.lastRead += waited
+	if src.pingSent != 0 {
+		src.pingSent += waited
+	}
+	// Unless data went the other way meanwhile (the other pump stored its
+	// own time), the idle clock resumes where it stopped.
+	s.lastData.CompareAndSwap(held, idle+waited)
+	if src.sentClose.Load() || src.dead.Load() || src.lost.Load() {
+		return false
+	}
+	s.rearm(src)
+	return true
+}

@@ -1,0 +1,315 @@
+package proxy
+
+// The WebSocket listeners' defences against slow and oversized handshakes
+// (SPEC "The opening handshake", first paragraph; issue 7), and the PROXY
+// protocol:
+//
+//   - server.proxy_protocol: every connection must open with a PROXY v1 or v2
+//     header (github.com/pires/go-proxyproto parses it); its source address
+//     becomes the connection's remote address, so net/http, the limits, the
+//     logs and X-Forwarded-For all see the client, not the load balancer. A
+//     connection without a valid header is closed. The header is read on the
+//     connection's own goroutine, never in Accept, so a silent peer cannot
+//     stall the accept loop.
+//   - server.handshake_timeout bounds the whole request, from accept (PROXY
+//     header and TLS handshake included) until net/http has read it; a
+//     keep-alive connection waiting for its next request gets the same time
+//     again. net/http's ReadHeaderTimeout alone starts only when the request
+//     starts, and leaves idle keep-alive connections open for ever.
+//   - server.max_pending_per_ip: a connection counts as pending from accept
+//     until it is upgraded (hijacked) or closed; over the cap, it is closed
+//     at once. Peers in trusted_proxies are not counted: their clients are
+//     only known from the request's headers.
+//   - server.max_header_bytes: see httpMaxHeaderBytes.
+//
+// Closed connections are logged and counted with route="": status 408 for a
+// timed-out handshake and 429 for max_pending_per_ip (nothing is sent on the
+// wire for either: the connection is just closed, as nginx does for 408).
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+
+	"wsgate/ratelimit"
+)
+
+// httpHeaderSlop is what net/http adds to http.Server.MaxHeaderBytes before
+// it answers 431: its limit is on the bytes read for the request head,
+// MaxHeaderBytes + 4096 ("bufio slop", net/http's initialReadLimitSize).
+const httpHeaderSlop = 4096
+
+// httpMaxHeaderBytes is the http.Server.MaxHeaderBytes that makes net/http
+// answer 431 for a request head (request line, headers, blank line) of more
+// than max bytes. net/http cannot go below 4097; a smaller max is checked by
+// the gateway's handler (ServeHTTP), from the parsed request.
+func httpMaxHeaderBytes(limit Size) int {
+	return int(max(int64(limit)-httpHeaderSlop, 1))
+}
+
+// limitListener wraps a WebSocket listener (plain or TLS: for TLS, it sits
+// under the TLS layer) with the PROXY protocol, handshake_timeout and
+// max_pending_per_ip. The http.Server serving it must use g.connState.
+func (g *Gateway) limitListener(ln net.Listener, srv ServerConfig) net.Listener {
+	return &gateListener{Listener: ln, g: g, proxy: srv.ProxyProtocol, timeout: srv.HandshakeTimeout,
+		maxPending: srv.MaxPendingPerIP, trusted: srv.TrustedProxies}
+}
+
+type gateListener struct {
+	net.Listener
+	g          *Gateway
+	proxy      bool
+	timeout    time.Duration
+	maxPending int
+	trusted    []netip.Prefix
+}
+
+func (l *gateListener) Accept() (net.Conn, error) {
+	for {
+		raw, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c := &gateConn{Conn: raw, raw: raw, l: l}
+		if l.proxy {
+			// REQUIRE: a connection must open with a header (the PROXY
+			// spec: a receiver "MUST not try to guess"). Read on first
+			// use, on net/http's goroutine for this connection.
+			c.Conn = proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REQUIRE),
+				proxyproto.SetReadHeaderTimeout(l.timeout))
+		} else {
+			if !c.admit(addrOf(raw.RemoteAddr())) {
+				raw.Close()
+				continue
+			}
+			c.resolved.Store(true)
+		}
+		if l.timeout > 0 {
+			c.timer = time.AfterFunc(l.timeout, c.expire)
+		}
+		return c, nil
+	}
+}
+
+// phase of a connection, for handshake_timeout.
+type connPhase uint8
+
+const (
+	phaseWaiting connPhase = iota // a request has yet to arrive (timer running)
+	phaseActive                   // net/http has read a request and is answering it
+	phaseDone                     // hijacked, closed, or timed out
+)
+
+// gateConn is a WebSocket listener's connection. After an upgrade it is the
+// session's client connection, so its Read and Write stay thin.
+type gateConn struct {
+	net.Conn          // raw, or the PROXY protocol reader over it
+	raw      net.Conn // the TCP connection
+	l        *gateListener
+
+	resolved atomic.Bool // the client address is known and admitted
+	once     sync.Once
+	err      error // why the connection was refused (PROXY header, pending)
+
+	mu      sync.Mutex
+	phase   connPhase
+	timer   *time.Timer
+	key     netip.Addr // pending counter key
+	counted bool       // key holds a pending slot
+	client  netip.Addr
+}
+
+// admit counts the connection from client as pending, unless its address
+// already has max_pending_per_ip. It reports whether it may go on.
+func (c *gateConn) admit(client netip.Addr) bool {
+	c.mu.Lock()
+	c.client = client
+	c.mu.Unlock()
+	l := c.l
+	if l.maxPending <= 0 || !client.IsValid() || trusted(client, l.trusted) {
+		return true
+	}
+	key := ratelimit.Key(client)
+	if !l.g.pending.Acquire(key, l.maxPending) {
+		l.g.metrics.rejected.WithLabelValues("", "429").Inc()
+		l.g.log.Info().Str("event", "rejected").Str("route", "").Str("client", client.String()).
+			Str("peer", c.raw.RemoteAddr().String()).Int("status", 429).
+			Str("reason", "too many unfinished handshakes from this address (max_pending_per_ip): connection closed").
+			Msg("handshake rejected")
+		return false
+	}
+	c.mu.Lock()
+	c.key, c.counted = key, true
+	c.mu.Unlock()
+	return true
+}
+
+// resolve reads the PROXY header (once) and admits the client it names.
+func (c *gateConn) resolve() error {
+	c.once.Do(func() {
+		pc := c.Conn.(*proxyproto.Conn)
+		// A zero-length read runs the header parser and consumes nothing.
+		if _, err := pc.Read(nil); err != nil {
+			c.l.g.log.Warn().Str("event", "proxy_protocol").Str("peer", c.raw.RemoteAddr().String()).Err(err).
+				Msg("missing or invalid PROXY protocol header: connection closed")
+			c.err = io.EOF
+		} else {
+			client := addrOf(c.raw.RemoteAddr())
+			if h := pc.ProxyHeader(); h != nil && !h.Command.IsLocal() {
+				if a := addrOf(pc.RemoteAddr()); a.IsValid() {
+					client = a
+				}
+			}
+			if !c.admit(client) {
+				c.err = io.EOF
+			}
+		}
+		if c.err != nil {
+			c.finish()
+			c.raw.Close()
+		}
+		c.resolved.Store(true)
+	})
+	return c.err
+}
+
+func (c *gateConn) Read(b []byte) (int, error) {
+	if !c.resolved.Load() {
+		if err := c.resolve(); err != nil {
+			// io.EOF: net/http closes without answering.
+			return 0, err
+		}
+	}
+	return c.Conn.Read(b)
+}
+
+// RemoteAddr is the client's address: with the PROXY protocol, the header's
+// (net/http asks for it first thing, on the connection's goroutine).
+func (c *gateConn) RemoteAddr() net.Addr {
+	if !c.resolved.Load() {
+		_ = c.resolve()
+	}
+	return c.Conn.RemoteAddr()
+}
+
+// CloseWrite half-closes the TCP connection: the session's lingering close
+// needs it (leg.closeWrite).
+func (c *gateConn) CloseWrite() error {
+	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *gateConn) Close() error {
+	c.finish()
+	return c.Conn.Close()
+}
+
+// active: net/http has read a request (or failed to): the timer stops.
+func (c *gateConn) active() {
+	c.mu.Lock()
+	if c.phase == phaseWaiting {
+		c.phase = phaseActive
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+	}
+	c.mu.Unlock()
+}
+
+// idle: a keep-alive connection waits for its next request, which must
+// arrive within handshake_timeout too.
+func (c *gateConn) idle() {
+	c.mu.Lock()
+	if c.phase == phaseActive {
+		c.phase = phaseWaiting
+		if c.timer != nil {
+			c.timer.Reset(c.l.timeout)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// finish: the handshake is over (upgraded, or the connection closed).
+func (c *gateConn) finish() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.phase = phaseDone
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.counted {
+		c.counted = false
+		c.l.g.pending.Release(c.key)
+	}
+}
+
+// expire runs when handshake_timeout passes with no complete request.
+func (c *gateConn) expire() {
+	c.mu.Lock()
+	if c.phase != phaseWaiting {
+		c.mu.Unlock()
+		return
+	}
+	c.phase = phaseDone
+	if c.counted {
+		c.counted = false
+		c.l.g.pending.Release(c.key)
+	}
+	client := ""
+	if c.client.IsValid() {
+		client = c.client.String()
+	}
+	c.mu.Unlock()
+	g := c.l.g
+	g.metrics.rejected.WithLabelValues("", "408").Inc()
+	g.log.Info().Str("event", "rejected").Str("route", "").Str("client", client).
+		Str("peer", c.raw.RemoteAddr().String()).Int("status", 408).
+		Str("reason", "request not complete within handshake_timeout: connection closed").
+		Msg("handshake rejected")
+	c.raw.Close()
+}
+
+// connState is the WebSocket servers' http.Server.ConnState hook.
+func (g *Gateway) connState(nc net.Conn, st http.ConnState) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	c, ok := nc.(*gateConn)
+	if !ok {
+		return
+	}
+	switch st {
+	case http.StateActive:
+		c.active()
+	case http.StateIdle:
+		c.idle()
+	case http.StateHijacked, http.StateClosed:
+		c.finish()
+	}
+}
+
+// addrOf is the IP address of a TCP address, or the zero Addr.
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
