@@ -245,6 +245,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.active.Add(1)
 	g.reg.add(s)
 	g.metrics.sessionStarted(s)
+	// A reload or admin drain that swept the registry while this handshake
+	// was in flight could not see this session: hold it to the config in
+	// force now. (Registering first, then checking, leaves no gap.)
+	if g.stale(s) {
+		go s.apply(evDrained, "gateway")
+	}
 	s.run()
 	g.reg.remove(s)
 	g.metrics.sessionEnded(s)
@@ -466,3 +472,14 @@ func containsString(list []string, s string) bool {
 }
 
 var _ = net.Dial
+
+// stale reports whether s's route or upstream has left the config in force,
+// or its upstream was drained.
+func (g *Gateway) stale(s *session) bool {
+	rs := g.snap.Load().route(s.route)
+	if rs == nil {
+		return true
+	}
+	b := rs.backend(s.upstream)
+	return b == nil || b.Drained()
+}
