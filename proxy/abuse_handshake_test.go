@@ -27,8 +27,10 @@ func TestLimitHandshakesRetryAfter(t *testing.T) {
 	expectStatus(t, a, http.StatusTooManyRequests, "third handshake")
 	// One token per minute, none left: the next is 60s away (less the
 	// milliseconds since the last one), rounded up to whole seconds.
-	if got := a.resp.Header.Get("Retry-After"); got != "60" {
-		t.Errorf("Retry-After %q, want 60", got)
+	// On a loaded machine a second may pass between the handshakes: 59 is
+	// then the truthful answer.
+	if got := a.resp.Header.Get("Retry-After"); got != "60" && got != "59" {
+		t.Errorf("Retry-After %q, want 60 (or 59)", got)
 	}
 	if !strings.Contains(a.body, "too many handshakes") {
 		t.Errorf("body %q", a.body)
@@ -50,12 +52,14 @@ func TestLimitHandshakesRetryAfterFractional(t *testing.T) {
 	up := echoUpstream(t)
 	// 2 tokens per second, burst 1: the next token is 500ms away -> "1".
 	// 1 token per 90s: 90s -> "90". Both rounded up, never 0.
-	for _, c := range []struct{ rate, want string }{{"2/s", "1"}, {"40/h", "90"}} {
+	// The lower bound allows for a second passing between the handshakes on
+	// a loaded machine.
+	for _, c := range []struct{ rate, want, orLess string }{{"2/s", "1", "1"}, {"40/h", "90", "89"}} {
 		gw := startGateway(t, limitYAML(up.URL, "{handshakes: {rate: "+c.rate+", burst: 1}}"))
 		expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, c.rate+" first")
 		a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
 		expectStatus(t, a, 429, c.rate+" second")
-		if got := a.resp.Header.Get("Retry-After"); got != c.want {
+		if got := a.resp.Header.Get("Retry-After"); got != c.want && got != c.orLess {
 			t.Errorf("rate %s: Retry-After %q, want %s", c.rate, got, c.want)
 		}
 		gw.stop()

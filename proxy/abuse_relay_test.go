@@ -315,17 +315,18 @@ func TestThrottleBytes(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	start = time.Now()
-	go func() { // ten times the rate: one 2 KiB frame every 25ms
+	go func() { // ten times the rate, paced by elapsed time (a ticker drops ticks on a loaded machine)
 		defer wg.Done()
-		tick := time.NewTicker(time.Second * frameSize / (10 * rateBps))
-		defer tick.Stop()
 		for !stop.Load() {
-			out = frame.AppendFrame(out[:0], c.header(true, frame.OpBinary), payload)
-			if c.writeErr(out) != nil {
-				return
+			owed := int64(time.Since(start).Seconds()*10*rateBps) + frameSize
+			for sent.Load() < owed && !stop.Load() {
+				out = frame.AppendFrame(out[:0], c.header(true, frame.OpBinary), payload)
+				if c.writeErr(out) != nil {
+					return
+				}
+				sent.Add(frameSize)
 			}
-			sent.Add(frameSize)
-			<-tick.C
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	time.Sleep(T - time.Since(start))

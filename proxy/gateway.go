@@ -407,7 +407,7 @@ func (g *Gateway) logReject(r *http.Request, route string, status int, reason st
 func (g *Gateway) accessLog(s *session) {
 	e := g.log.Info().Str("event", "session").Str("route", s.route).Str("client", s.client).
 		Str("upstream", s.upstream).Str("subprotocol", s.protocol).
-		Time("start", s.start).Float64("duration_s", time.Since(s.start).Seconds()).
+		Time("start", s.start).Float64("duration", time.Since(s.start).Seconds()).
 		Int64("c2u_frames", s.c.frames.Load()).Int64("c2u_messages", s.c.messages.Load()).Int64("c2u_bytes", s.c.bytes.Load()).
 		Int64("u2c_frames", s.u.frames.Load()).Int64("u2c_messages", s.u.messages.Load()).Int64("u2c_bytes", s.u.bytes.Load())
 	closeFields(e, "client", &s.c)

@@ -733,12 +733,12 @@ func TestAccessLogFields(t *testing.T) {
 	} else if start.Before(before.Truncate(time.Second)) || start.After(after) {
 		t.Errorf("access log start %v, want between %v and %v", start, before, after)
 	}
-	d, ok := m["duration_s"].(float64)
+	d, ok := m["duration"].(float64)
 	if !ok || d < 0.02 || d > after.Sub(before).Seconds() {
-		t.Errorf("access log duration_s %v, want between 0.02 and %v", m["duration_s"], after.Sub(before).Seconds())
+		t.Errorf("access log duration %v, want between 0.02 and %v", m["duration"], after.Sub(before).Seconds())
 	}
 	for k := range m {
-		if _, ok := want[k]; !ok && k != "start" && k != "duration_s" {
+		if _, ok := want[k]; !ok && k != "start" && k != "duration" {
 			t.Errorf("access log has an unexpected field %s = %v", k, m[k])
 		}
 	}

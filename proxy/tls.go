@@ -143,16 +143,15 @@ func (g *Gateway) plainHandler(tlsAddr string) http.Handler {
 	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isUpgrade(r) {
+			// No route is a 404 as on any listener (SPEC: the route check
+			// comes first); a route without allow_plain gets 403.
 			snap := g.snap.Load()
-			if i, ok := snap.router.Match(r.Host, r.URL.Path); ok && snap.routes[i].cfg.AllowPlain {
+			i, ok := snap.router.Match(r.Host, r.URL.Path)
+			if !ok || snap.routes[i].cfg.AllowPlain {
 				g.ServeHTTP(w, r)
 				return
 			}
-			route := ""
-			if i, ok := snap.router.Match(r.Host, r.URL.Path); ok {
-				route = snap.routes[i].cfg.Name
-			}
-			g.reject(w, r, route, &handshake.Rejection{Status: http.StatusForbidden, Reason: "use wss://"})
+			g.reject(w, r, snap.routes[i].cfg.Name, &handshake.Rejection{Status: http.StatusForbidden, Reason: "use wss://"})
 			return
 		}
 		host := r.Host

@@ -613,6 +613,14 @@ func TestTLSPlainListener(t *testing.T) {
 		}
 	})
 
+	// SPEC handshake table: "no route" comes first, on every listener.
+	t.Run("no route", func(t *testing.T) {
+		resp, body := tlsPlainExchange(t, gw.PlainAddr, tlsUpgradeReq("a.test", "/nowhere"))
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "no route") {
+			t.Errorf("got %d %q, want 404 no route", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("allow_plain", func(t *testing.T) {
 		d := websocket.Dialer{HandshakeTimeout: tlsIO}
 		c, resp, err := d.Dial("ws://"+gw.PlainAddr+"/open", nil)

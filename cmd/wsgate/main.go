@@ -96,6 +96,11 @@ func newLogger(cfg *proxy.Config, out io.Writer) zerolog.Logger {
 }
 
 func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
+	// Catch SIGHUP first: its default action kills the process, and a
+	// `systemctl reload` may come while the listeners are still opening.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := newLogger(cfg, stderr)
 	for _, w := range cfg.Warnings {
 		log.Warn().Str("config", path).Msg(w)
@@ -129,17 +134,16 @@ func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
 		select {
 		case <-again:
 			log.Warn().Msg("second signal: exiting now")
+			os.Exit(1)
 		case <-overrun.C:
+			// Still a graceful shutdown by the SPEC's clock: exit 0.
 			log.Error().Dur("after", grace+overrunMargin).Msg("shutdown overran shutdown_grace: exiting now")
+			os.Exit(0)
 		}
-		os.Exit(1)
 	}()
 	// SIGHUP reloads the config (SPEC "Reload without dropping sessions"):
 	// parsed and validated off to the side; a config that fails is logged
 	// and the one in force stays.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for range hup {
 			next, err := proxy.LoadConfig(path)
