@@ -254,11 +254,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.run()
 	g.reg.remove(s)
 	g.metrics.sessionEnded(s)
-	g.active.Add(-1)
-	b.Release()
+	// Log before the session stops counting as open, so that anyone who
+	// waits for the gateway to be idle finds every access line written.
 	if snap.cfg.Log.Access {
 		g.accessLog(s)
 	}
+	g.active.Add(-1)
+	b.Release()
 }
 
 // dialUpstream handshakes with the route's upstreams in the pool's order, at

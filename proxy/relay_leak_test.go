@@ -60,6 +60,10 @@ func leakUpstream(first func(u *rawPeer) error, want int, fails *atomic.Int64, f
 				if err := u.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: f.Opcode}, f.Payload)); err != nil {
 					return
 				}
+			case frame.OpPing: // stay alive under the gateway's keepalive
+				if err := u.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPong}, f.Payload)); err != nil {
+					return
+				}
 			case frame.OpClose:
 				if got := closeCodeOf(f.Payload); got != want {
 					fail(fmt.Errorf("upstream got Close %d, want %d", got, want))
@@ -168,6 +172,53 @@ func TestRelayNoLeaks(t *testing.T) {
 			return nil
 		}, cCode: 1014, uCode: 0},
 		{name: "idle", cfg: []string{"idle_timeout", "100ms"}, cCode: 1001, uCode: 1001},
+		{name: "client-bad-utf8", client: func(c *rawPeer) error {
+			return sendFrame(c, masked(frame.OpText), []byte("bad \xff"))
+		}, cCode: 1007, uCode: 1001},
+		{name: "client-too-big", cfg: []string{"max_frame_bytes", "1KiB"}, client: func(c *rawPeer) error {
+			return sendFrame(c, masked(frame.OpBinary), make([]byte, 2048))
+		}, cCode: 1009, uCode: 1001},
+		{name: "upstream-bad-utf8", upstream: func(u *rawPeer) error {
+			return sendFrame(u, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("bad \xed\xa0\x80"))
+		}, cCode: 1014, uCode: 1007},
+		{name: "upstream-too-big", cfg: []string{"max_message_bytes", "1KiB"}, upstream: func(u *rawPeer) error {
+			return sendFrame(u, frame.Header{Fin: true, Opcode: frame.OpBinary}, make([]byte, 2048))
+		}, cCode: 1014, uCode: 1009},
+		{name: "client-pong-timeout", cfg: []string{"ping_interval", "50ms", "pong_timeout", "50ms"}, client: func(c *rawPeer) error {
+			time.Sleep(300 * time.Millisecond) // silent: no frame at all
+			return nil
+		}, cCode: 0, uCode: 1001},
+		{name: "upstream-never-answers-close", cfg: []string{"close_timeout", "100ms"},
+			client: func(c *rawPeer) error {
+				return sendFrame(c, masked(frame.OpClose), closePayload(1000, ""))
+			},
+			upstream: func(u *rawPeer) error {
+				for { // take the relayed Close, answer nothing
+					f, err := u.read()
+					if err != nil {
+						return err
+					}
+					if f.Opcode == frame.OpClose {
+						if got := closeCodeOf(f.Payload); got != 1000 {
+							return fmt.Errorf("upstream got Close %d, want 1000", got)
+						}
+						return nil
+					}
+				}
+			}, cCode: 1000, uCode: 0},
+		{name: "truncated-mid-frame", client: func(c *rawPeer) error {
+			h := masked(frame.OpBinary)
+			h.Length = 64 << 10
+			if err := c.writeErr(frame.AppendHeader(nil, h)); err != nil {
+				return err
+			}
+			if err := c.writeErr(make([]byte, 20<<10)); err != nil { // more than one streamed chunk
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+			c.conn.Close()
+			return nil
+		}, cCode: 0, uCode: 0},
 	}
 	for _, w := range ways {
 		t.Run(w.name, func(t *testing.T) {
