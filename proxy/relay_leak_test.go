@@ -184,8 +184,10 @@ func TestRelayNoLeaks(t *testing.T) {
 		{name: "upstream-too-big", cfg: []string{"max_message_bytes", "1KiB"}, upstream: func(u *rawPeer) error {
 			return sendFrame(u, frame.Header{Fin: true, Opcode: frame.OpBinary}, make([]byte, 2048))
 		}, cCode: 1014, uCode: 1009},
-		{name: "client-pong-timeout", cfg: []string{"ping_interval", "50ms", "pong_timeout", "50ms"}, client: func(c *rawPeer) error {
-			time.Sleep(300 * time.Millisecond) // silent: no frame at all
+		// The upstream answers pings; pong_timeout leaves it slack on a
+		// loaded machine (under -race its goroutine may wait its turn).
+		{name: "client-pong-timeout", cfg: []string{"ping_interval", "100ms", "pong_timeout", "250ms"}, client: func(c *rawPeer) error {
+			time.Sleep(700 * time.Millisecond) // silent: no frame at all
 			return nil
 		}, cCode: 0, uCode: 1001},
 		{name: "upstream-never-answers-close", cfg: []string{"close_timeout", "100ms"},
