@@ -68,6 +68,10 @@ type leg struct {
 	// client leg has one.
 	wakec chan struct{}
 
+	// pend holds small frames read from this leg and not yet written to the
+	// other one (see session.emit); owned by this leg's pump.
+	pend *[]byte
+
 	// Tallies of what was read from this leg.
 	// Atomics because /metrics reads them while the pump writes them;
 	// each is written by one goroutine only, so they cost no contention.

@@ -267,6 +267,7 @@ func (s *session) limit(src *leg, h frame.Header) bool {
 			counted = true
 		}
 		if !lim.throttle {
+			s.flush(src) // what was relayed before the limit goes out first
 			s.apply(evClientRate, "gateway")
 			return false
 		}
@@ -292,6 +293,7 @@ func (s *session) throttle(src *leg, d time.Duration) bool {
 			break
 		}
 	}
+	s.flush(src) // frames already relayed must not wait for the throttle
 	t := time.NewTimer(d)
 	select {
 	case <-t.C:

@@ -371,6 +371,9 @@ func (s *session) pump(src, dst *leg) {
 			continue
 		}
 		h, err := frame.ReadHeader(src.br, src.rules)
+		if src.pend != nil && (err != nil || h.Opcode.IsControl() || h.Length > smallFrame || src.sentClose.Load()) {
+			s.flush(src) // only small data frames join a batch
+		}
 		if err != nil {
 			if isTimeout(err) {
 				if s.timer(src) {
@@ -424,6 +427,7 @@ func (s *session) pump(src, dst *leg) {
 			continue
 		}
 		if err := src.msg.Next(h); err != nil {
+			s.flush(src)
 			s.violation(src, err)
 			if !s.skip(src, h.Length) {
 				break
@@ -443,6 +447,7 @@ func (s *session) pump(src, dst *leg) {
 // its Close is still unanswered (its close deadline ran out before the
 // other pump's): a session never hangs up on a Close without replying.
 func (s *session) finish(src *leg) {
+	s.flush(src)
 	o := s.other(src)
 	s.emu.Lock()
 	if src.recvClose.Load() {
@@ -614,13 +619,14 @@ func (s *session) data(src, dst *leg, h frame.Header) bool {
 			return false
 		}
 		if err := s.relayPayload(src, h, out, 0, p); err != nil {
+			s.flush(src)
 			s.violation(src, err)
 			return true
 		}
 		s.count(src, h)
 		hs := out.Size()
 		frame.PutHeader(buf[room-hs:], out)
-		return s.write(dst, buf[room-hs:room+len(p)])
+		return s.emit(src, dst, buf[room-hs:room+len(p)])
 	}
 	return s.stream(src, dst, h, out, buf)
 }
@@ -740,4 +746,67 @@ func (s *session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 	}
 	s.count(src, h)
 	return true
+}
+
+// pendMax bounds a batch of coalesced frames.
+const pendMax = 32 << 10
+
+var pendPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, pendMax)
+	return &b
+}}
+
+// emit writes a small frame b (read from src) to the other leg. When the
+// next frame from src is already in src's read buffer in full, b is held
+// back and written together with the frames after it: one write system call
+// for a burst of pipelined frames instead of one per frame. It never waits
+// for input: as soon as the next frame is not complete in the buffer, the
+// batch goes out, so coalescing adds no latency.
+func (s *session) emit(src, dst *leg, b []byte) bool {
+	if s.nextSmallDataBuffered(src) {
+		if src.pend != nil && len(*src.pend)+len(b) > pendMax {
+			s.flush(src)
+		}
+		if src.pend == nil {
+			src.pend = pendPool.Get().(*[]byte)
+		}
+		*src.pend = append(*src.pend, b...)
+		return true
+	}
+	if src.pend == nil {
+		return s.write(dst, b)
+	}
+	if len(*src.pend)+len(b) > pendMax {
+		s.flush(src)
+		return s.write(dst, b)
+	}
+	*src.pend = append(*src.pend, b...)
+	s.flush(src)
+	return true
+}
+
+// flush writes the frames src's pump holds back, if any.
+func (s *session) flush(src *leg) {
+	if src.pend == nil {
+		return
+	}
+	p := src.pend
+	src.pend = nil
+	if len(*p) > 0 {
+		s.write(s.other(src), *p)
+	}
+	*p = (*p)[:0]
+	pendPool.Put(p)
+}
+
+// nextSmallDataBuffered reports whether src's read buffer holds the whole
+// next frame and it is a data frame that emit may batch.
+func (s *session) nextSmallDataBuffered(src *leg) bool {
+	n := src.br.Buffered()
+	if n < 2 {
+		return false
+	}
+	b, _ := src.br.Peek(n)
+	h, hn, err := frame.DecodeHeader(b, src.rules)
+	return err == nil && !h.Opcode.IsControl() && h.Length <= smallFrame && int64(n-hn) >= h.Length
 }
