@@ -116,7 +116,7 @@ func appendMasked(dst []byte, op frame.Opcode, payload []byte) []byte {
 	return frame.AppendFrame(dst, h, payload)
 }
 
-// writeFrames writes b (whole frames) under the write lock.
+// write writes b (whole frames) under the write lock.
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	_, err := c.nc.Write(b)

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"encoding/xml"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func rec(round int, s, t string, v float64, kept bool) *runRecord {
+	r := &runRecord{Round: round, Scenario: s, Target: t, Kept: kept}
+	r.Value, r.Unit, r.GatewayCPUPerOpUs = v, "msg/s", 1e6/v
+	return r
+}
+
+func TestSummarizeSameRoundRatios(t *testing.T) {
+	t.Parallel()
+	c := config{scenarios: []string{"echo-small"}, targets: []string{"wsgate", "nginx", "direct"}}
+	runs := []*runRecord{
+		// Round 1: wsgate 0.5x nginx. Round 2: 2x, but nginx's run is
+		// noisy, so the pair does not count. Round 3: 1x.
+		rec(1, "echo-small", "wsgate", 100, true), rec(1, "echo-small", "nginx", 200, true), rec(1, "echo-small", "direct", 800, true),
+		rec(2, "echo-small", "wsgate", 400, true), rec(2, "echo-small", "nginx", 200, false), rec(2, "echo-small", "direct", 800, true),
+		rec(3, "echo-small", "wsgate", 300, true), rec(3, "echo-small", "nginx", 300, true), rec(3, "echo-small", "direct", 900, true),
+	}
+	sum := summarize(c, runs)
+	w := sum["echo-small"]["wsgate"]
+	if w.kept != 3 || w.discarded != 0 || w.value != 300 {
+		t.Errorf("wsgate: kept %d discarded %d median %v", w.kept, w.discarded, w.value)
+	}
+	if w.pairs != 2 || math.Abs(w.ratio-0.75) > 1e-9 || w.fallback {
+		t.Errorf("wsgate ratio %v from %d pairs (fallback %v), want 0.75 from 2", w.ratio, w.pairs, w.fallback)
+	}
+	if math.Abs(w.cpuRatio-1.5) > 1e-9 { // CPU per op is 1e6/value: (2 + 1) / 2
+		t.Errorf("wsgate CPU ratio %v, want 1.5", w.cpuRatio)
+	}
+	if n := sum["echo-small"]["nginx"]; n.kept != 2 || n.discarded != 1 || n.ratio != 1 {
+		t.Errorf("nginx: kept %d discarded %d ratio %v", n.kept, n.discarded, n.ratio)
+	}
+}
+
+func TestSummarizeFallsBackToNoisyRuns(t *testing.T) {
+	t.Parallel()
+	c := config{scenarios: []string{"echo-small"}, targets: []string{"wsgate", "nginx"}}
+	runs := []*runRecord{
+		rec(1, "echo-small", "wsgate", 100, false), rec(1, "echo-small", "nginx", 200, false),
+		{Round: 2, Scenario: "echo-small", Target: "wsgate", Failed: "boom"},
+	}
+	w := summarize(c, runs)["echo-small"]["wsgate"]
+	if !w.fallback || w.value != 100 || w.ratio != 0.5 || w.failed != 1 {
+		t.Errorf("fallback %v value %v ratio %v failed %d", w.fallback, w.value, w.ratio, w.failed)
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c := config{
+		scenarios: []string{"echo-small", "idle-mem"}, targets: []string{"wsgate", "nginx", "haproxy", "caddy", "direct"},
+		out: dir, md: filepath.Join(dir, "BENCHMARKS.md"), configs: "bench/configs", command: "bench/compare.sh",
+		rounds: 1, maxRounds: 1, sessions: 9000, noise: 0.1,
+	}
+	var runs []*runRecord
+	for i, tg := range c.targets {
+		runs = append(runs, rec(1, "echo-small", tg, float64(100*(i+1)), true))
+		r := rec(1, "idle-mem", tg, float64(5*(i+1)), i != 2)
+		r.Unit, r.Opened, r.OpenS = "KiB/session", 9000, 3
+		runs = append(runs, r)
+	}
+	e := &env{Versions: map[string]string{}, Examples: map[string]string{"echo-small": "wsbench run -scenario echo-small"}}
+	if err := writeReport(c, e, runs); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(c.md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## The load generator is not the bottleneck", "### echo-small", "### idle-mem",
+		"| haproxy † |", "bench/compare.sh", "![ratios to nginx](ratios.svg)", "**1 discarded for noise**"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "ratios.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(strings.NewReader(string(svg)))
+	for {
+		if _, err := d.Token(); err != nil {
+			if err.Error() != "EOF" {
+				t.Fatalf("chart is not well-formed XML: %v", err)
+			}
+			break
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}, {[]float64{7}, 7}} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	if !math.IsNaN(median(nil)) {
+		t.Error("median of nothing is a number")
+	}
+}
+
+func TestSummarizeNeedsEnoughKeptRuns(t *testing.T) {
+	t.Parallel()
+	// Three rounds wanted, two kept: the figure is over all three runs.
+	c := config{rounds: 3, scenarios: []string{"echo-small"}, targets: []string{"wsgate", "nginx", "direct"}}
+	var runs []*runRecord
+	for round, v := range []float64{100, 200, 900} {
+		runs = append(runs,
+			rec(round+1, "echo-small", "wsgate", v, round < 2),
+			rec(round+1, "echo-small", "nginx", 100, true),
+			rec(round+1, "echo-small", "direct", 3*v, true))
+	}
+	sum := summarize(c, runs)
+	w := sum["echo-small"]["wsgate"]
+	if !w.fallback || w.kept != 2 || w.discarded != 1 || w.value != 200 || w.ratio != 2 || w.pairs != 3 {
+		t.Errorf("fallback %v kept %d discarded %d value %v ratio %v pairs %d", w.fallback, w.kept, w.discarded, w.value, w.ratio, w.pairs)
+	}
+	if n := sum["echo-small"]["nginx"]; n.fallback || n.value != 100 {
+		t.Errorf("nginx: fallback %v value %v", n.fallback, n.value)
+	}
+	h, ok := headroom(c, runs, sum, "echo-small")
+	if !ok || h.bestName != "wsgate" || h.ratio != 3 || !h.noisy {
+		t.Errorf("headroom %+v", h)
+	}
+}
