@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"wsgate/internal/procfs"
 )
 
 // The noise rule needs the machine's busy time and the CPU time of the
@@ -14,7 +14,7 @@ import (
 // every busy tick in /proc/stat is charged to exactly one task too, so
 // busy - ours is what every other process used.
 
-const clockTick = 100 // USER_HZ
+const clockTick = procfs.ClockTick // USER_HZ
 
 // busyTicks returns the busy time of all CPUs from /proc/stat (user, nice,
 // system, irq, softirq) and, apart, the steal time: time the hypervisor
@@ -90,74 +90,13 @@ func topOthers(before, after map[int]procSnap, ours map[int]bool) map[string]flo
 	return use
 }
 
-// statFields returns /proc/PID/stat after the command name: [0] state,
-// [1] ppid, [11] utime, [12] stime.
-func statFields(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
-}
-
-func allPIDs() []int {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	out := make([]int, 0, len(dirs))
-	for _, d := range dirs {
-		if pid, err := strconv.Atoi(filepath.Base(d)); err == nil {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// tree returns roots and their live descendants.
-func tree(roots ...int) []int {
-	children := map[int][]int{}
-	for _, pid := range allPIDs() {
-		if f := statFields(pid); len(f) > 1 {
-			if pp, err := strconv.Atoi(f[1]); err == nil {
-				children[pp] = append(children[pp], pid)
-			}
-		}
-	}
-	seen := map[int]bool{}
-	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		if p <= 0 || seen[p] {
-			return
-		}
-		seen[p] = true
-		out = append(out, p)
-		for _, c := range children[p] {
-			walk(c)
-		}
-	}
-	for _, r := range roots {
-		walk(r)
-	}
-	return out
-}
-
-// cpuTicks is the summed utime+stime of pids.
-func cpuTicks(pids []int) int64 {
-	var t int64
-	for _, p := range pids {
-		f := statFields(p)
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		t += u + s
-	}
-	return t
-}
+// The /proc readers shared with cmd/wsbench.
+var (
+	statFields = procfs.StatFields
+	allPIDs    = procfs.PIDs
+	tree       = procfs.Tree
+	cpuTicks   = procfs.CPUTicks
+)
 
 // softirqThreads are the ksoftirqd/N kernel threads. Under load, loopback
 // packet processing moves into them; that is the benchmark's own traffic,
