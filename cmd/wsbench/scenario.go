@@ -183,6 +183,19 @@ func dialAll(ctx context.Context, cl *client, path string, n int) ([]*conn, erro
 	return conns, nil
 }
 
+// openConns opens the o.Conns connections of a closed-loop scenario to path;
+// call stop when done (see abortOnCancel).
+func openConns(ctx context.Context, o options, path string) (conns []*conn, stop func(), err error) {
+	cl, err := newClient(o.URL, o.Sources)
+	if err != nil {
+		return nil, nil, err
+	}
+	if conns, err = dialAll(ctx, cl, path, o.Conns); err != nil {
+		return nil, nil, err
+	}
+	return conns, abortOnCancel(ctx, conns), nil
+}
+
 // abortOnCancel closes conns if ctx ends first (a signal, or the run's
 // overall time limit), which unblocks every worker; call the result to
 // disarm it.
@@ -225,15 +238,11 @@ func textPayload(size, id int) []byte {
 // echo-pipelined (several): each connection is a closed loop of text
 // messages and their echoes; RTT is measured per message.
 func runEcho(ctx context.Context, o options) (*result, error) {
-	cl, err := newClient(o.URL, o.Sources)
+	conns, stop, err := openConns(ctx, o, "/echo")
 	if err != nil {
 		return nil, err
 	}
-	conns, err := dialAll(ctx, cl, "/echo", o.Conns)
-	if err != nil {
-		return nil, err
-	}
-	defer abortOnCancel(ctx, conns)()
+	defer stop()
 	probe := newProbe(o.PIDs)
 	start := time.Now()
 	winStart := start.Add(o.Warmup)
@@ -342,15 +351,11 @@ func echoWorker(c *conn, inflight int, payload []byte, winStart, winEnd time.Tim
 // reply to the final Close arrives, which it sends after reading every
 // byte before it, so the rate is what was delivered, not what was buffered.
 func runStream(ctx context.Context, o options) (*result, error) {
-	cl, err := newClient(o.URL, o.Sources)
+	conns, stop, err := openConns(ctx, o, "/sink")
 	if err != nil {
 		return nil, err
 	}
-	conns, err := dialAll(ctx, cl, "/sink", o.Conns)
-	if err != nil {
-		return nil, err
-	}
-	defer abortOnCancel(ctx, conns)()
+	defer stop()
 	probe := newProbe(o.PIDs)
 	start := time.Now()
 	winStart := start.Add(o.Warmup)
