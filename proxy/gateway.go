@@ -45,6 +45,7 @@ type Gateway struct {
 	draining atomic.Bool
 	tls      tlsState
 	metrics  *metrics
+	fdLog    fdAlarms // "out of file descriptors" lines, rate-limited (fdlimit.go)
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -204,22 +205,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Reason: "too many connections from this address"})
 		return
 	}
-	defer rl.conns.Release(key)
 	if g.draining.Load() {
+		rl.conns.Release(key)
 		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusServiceUnavailable,
 			Reason: "gateway is shutting down", Header: http.Header{"Retry-After": {"5"}, "Connection": {"close"}}})
 		return
 	}
 	if n := g.slots.Add(1); snap.cfg.Server.MaxConnections > 0 && n > int64(snap.cfg.Server.MaxConnections) {
 		g.slots.Add(-1)
+		rl.conns.Release(key)
 		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusServiceUnavailable,
 			Reason: "gateway at max_connections", Header: http.Header{"Retry-After": {"1"}}})
 		return
 	}
-	defer g.slots.Add(-1)
+	// release gives back what this handshake holds; once the session runs,
+	// the session's end does it.
+	release := func() {
+		g.slots.Add(-1)
+		rl.conns.Release(key)
+	}
 
 	up, b, err := g.dialUpstream(r, rs, req, client)
 	if err != nil {
+		release()
 		g.upstreamFailed(w, r, rs.cfg.Name, err)
 		return
 	}
@@ -229,6 +237,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	conn, br, err := handshake.Upgrade(w, req, up.Protocol, extra)
 	if err != nil {
+		release()
 		up.Conn.Close()
 		b.Release()
 		g.log.Warn().Err(err).Str("route", rs.cfg.Name).Str("client", client.String()).Msg("upgrade failed")
@@ -237,10 +246,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s := newSession(rs.session)
 	s.route, s.client, s.upstream, s.protocol, s.backend = rs.cfg.Name, client.String(), b.Key, up.Protocol, b
-	s.c.conn, s.c.br = conn, br
-	s.u.conn, s.u.br = up.Conn, up.Reader
+	s.c.attach(s, conn, br)
+	s.u.attach(s, up.Conn, up.Reader)
 	if s.lim = rl.forSession(key); s.lim != nil && s.lim.throttle {
 		s.c.wakec = make(chan struct{}, 1)
+	}
+	access := snap.cfg.Log.Access
+	s.onEnd = func() {
+		g.reg.remove(s)
+		g.metrics.sessionEnded(s)
+		// Log before the session stops counting as open, so that anyone
+		// who waits for the gateway to be idle finds every access line
+		// written.
+		if access {
+			g.accessLog(s)
+		}
+		g.active.Add(-1)
+		b.Release()
+		release()
 	}
 	g.active.Add(1)
 	g.reg.add(s)
@@ -251,16 +274,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.stale(s) {
 		go s.apply(evDrained, "gateway")
 	}
-	s.run()
-	g.reg.remove(s)
-	g.metrics.sessionEnded(s)
-	// Log before the session stops counting as open, so that anyone who
-	// waits for the gateway to be idle finds every access line written.
-	if snap.cfg.Log.Access {
-		g.accessLog(s)
-	}
-	g.active.Add(-1)
-	b.Release()
+	s.relay()
 }
 
 // dialUpstream handshakes with the route's upstreams in the pool's order, at
@@ -377,7 +391,10 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, route s
 		w.WriteHeader(se.StatusCode)
 		_, _ = w.Write(se.Body)
 		g.logReject(r, route, se.StatusCode, "upstream answered "+strconv.Itoa(se.StatusCode))
-	case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+	case outOfFDs(err):
+		// The rejection line below is the SPEC's one per handshake; the
+		// condition itself is logged at most once per fdLogEvery.
+		g.dialOutOfFDs(route, err)
 		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusServiceUnavailable,
 			Reason: "gateway out of file descriptors", Header: http.Header{"Retry-After": {"1"}}})
 	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded):

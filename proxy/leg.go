@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"wsgate/frame"
@@ -72,6 +73,16 @@ type leg struct {
 	// other one (see session.emit); owned by this leg's pump.
 	pend *[]byte
 
+	// Parking (see park.go). raw is nil for a leg that never parks.
+	s       *session
+	raw     syscall.RawConn
+	parked  atomic.Bool
+	pmu     sync.Mutex  // orders a park against the resumed pump's next one
+	armed   bool        // registered with the poller (under pmu)
+	fd      int32       // the descriptor registered (under pmu)
+	ptimer  *time.Timer // resumes a parked leg at its next deadline (under pmu)
+	resumed int64       // since session start: the poller last resumed it
+
 	// Tallies of what was read from this leg.
 	// Atomics because /metrics reads them while the pump writes them;
 	// each is written by one goroutine only, so they cost no contention.
@@ -116,8 +127,10 @@ func (l *leg) wake() {
 	l.kick()
 }
 
-// kick ends a throttle wait of the pump reading this leg, if any.
+// kick ends a throttle wait of the pump reading this leg, if any, or
+// resumes its pump if it is parked.
 func (l *leg) kick() {
+	l.unpark(false)
 	if l.wakec != nil {
 		select {
 		case l.wakec <- struct{}{}:

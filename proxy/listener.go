@@ -57,9 +57,11 @@ func httpMaxHeaderBytes(limit Size) int {
 
 // limitListener wraps a WebSocket listener (plain or TLS: for TLS, it sits
 // under the TLS layer) with the PROXY protocol, handshake_timeout and
-// max_pending_per_ip. The http.Server serving it must use g.connState.
+// max_pending_per_ip, and its accept with a back-off for when the process is
+// out of descriptors (pacedListener). The http.Server serving it must use
+// g.connState.
 func (g *Gateway) limitListener(ln net.Listener, srv ServerConfig) net.Listener {
-	return &gateListener{Listener: ln, g: g, proxy: srv.ProxyProtocol, timeout: srv.HandshakeTimeout,
+	return &gateListener{Listener: g.pacedListener(ln), g: g, proxy: srv.ProxyProtocol, timeout: srv.HandshakeTimeout,
 		maxPending: srv.MaxPendingPerIP, trusted: srv.TrustedProxies}
 }
 

@@ -103,6 +103,11 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			// would answer a partial request line with a 400 first.
 			srv.ReadHeaderTimeout = cfg.Server.HandshakeTimeout + time.Second
 			srv.MaxHeaderBytes = httpMaxHeaderBytes(cfg.Server.MaxHeaderBytes)
+		} else {
+			// Out of descriptors, the admin listener backs off too, with
+			// one log line per fdLogEvery instead of net/http's one per
+			// retry.
+			ln = g.pacedListener(ln)
 		}
 		servers = append(servers, srv)
 		go func() {
@@ -159,6 +164,9 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 		// answer which certificates are in storage.
 		acme.manage(acmeHosts(cfg, g.tls.certs.Load()))
 	}
+	trimCtx, stopTrim := context.WithCancel(context.Background())
+	defer stopTrim()
+	go g.trimMemory(trimCtx)
 	// The admin server starts last: once /readyz answers, the plain and
 	// TLS servers are already serving.
 	if ls.Admin != nil {

@@ -47,6 +47,8 @@ type session struct {
 
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
+	pumps    atomic.Int32 // pumps not finished yet
+	onEnd    func()       // called once both pumps have finished
 
 	// emu serialises close decisions: which Close each leg gets is decided
 	// and sent under it, so two terminal events (or an event and a peer's
@@ -63,6 +65,7 @@ type session struct {
 func newSession(cfg sessionConfig) *session {
 	s := &session{cfg: cfg, start: time.Now()}
 	s.c.side, s.u.side = sideClient, sideUpstream
+	s.c.s, s.u.s = s, s
 	s.c.rules = frame.Rules{Sender: frame.FromClient, MaxPayload: cfg.maxFrame}
 	s.u.rules = frame.Rules{Sender: frame.FromServer, MaxPayload: cfg.maxFrame}
 	s.c.msg.MaxSize, s.u.msg.MaxSize = cfg.maxMessage, cfg.maxMessage
@@ -83,16 +86,20 @@ func (s *session) other(l *leg) *leg {
 	return &s.c
 }
 
-// run relays until both legs are finished. The client→upstream pump runs on
-// the caller's goroutine.
-func (s *session) run() {
-	done := make(chan struct{})
-	go func() {
-		s.pump(&s.u, &s.c)
-		close(done)
-	}()
-	s.pump(&s.c, &s.u)
-	<-done
+// relay relays until both legs are finished, then calls onEnd. The
+// client→upstream pump runs on the caller's goroutine; either pump may
+// park (park.go) and go on later on another goroutine, so relay may return
+// before the session ends.
+func (s *session) relay() {
+	s.pumps.Store(2)
+	go s.runPump(&s.u)
+	s.runPump(&s.c)
+}
+
+func (s *session) end() {
+	if s.onEnd != nil {
+		s.onEnd()
+	}
 }
 
 // setWhy records the first terminal event (first wins); truncation is always
@@ -222,28 +229,41 @@ func (s *session) violation(src *leg, err error) {
 	s.apply(violationEvent(src.side, code), "gateway")
 }
 
-// rearm sets src's read deadline to the next moment the pump must look at
-// its timers: the close deadline while closing; otherwise the next keepalive
-// ping or pong deadline and the idle deadline.
+// noDeadline: no timer is due.
+const noDeadline = math.MaxInt64
+
+// timersDeadline is the next moment l's timers need looking at (since
+// session start): the close deadline while closing; otherwise the next
+// keepalive ping or pong deadline and the idle deadline.
+func (s *session) timersDeadline(l *leg) int64 {
+	if d := l.closeDeadline.Load(); d != 0 {
+		return d
+	}
+	d := int64(noDeadline)
+	if s.cfg.pingInterval > 0 {
+		if l.pingSent != 0 {
+			d = l.pingSent + int64(s.cfg.pongTimeout)
+		} else {
+			d = l.lastRead + int64(s.cfg.pingInterval)
+		}
+	}
+	if s.cfg.idleTimeout > 0 {
+		d = min(d, s.lastData.Load()+int64(s.cfg.idleTimeout))
+	}
+	return d
+}
+
+// rearm sets l's read deadline to the next moment the pump must look at its
+// timers, or may park.
 func (s *session) rearm(l *leg) {
 	for {
 		gen := l.gen.Load()
-		d := l.closeDeadline.Load()
-		if d == 0 {
-			d = math.MaxInt64
-			if s.cfg.pingInterval > 0 {
-				if l.pingSent != 0 {
-					d = l.pingSent + int64(s.cfg.pongTimeout)
-				} else {
-					d = l.lastRead + int64(s.cfg.pingInterval)
-				}
-			}
-			if s.cfg.idleTimeout > 0 {
-				d = min(d, s.lastData.Load()+int64(s.cfg.idleTimeout))
-			}
+		d := s.timersDeadline(l)
+		if p := l.parkDeadline(); p != 0 && l.closeDeadline.Load() == 0 {
+			d = min(d, p)
 		}
 		var t time.Time
-		if d != math.MaxInt64 {
+		if d != noDeadline {
 			t = s.start.Add(time.Duration(d))
 		}
 		_ = l.conn.SetReadDeadline(t)
@@ -347,7 +367,9 @@ func (s *session) ping(l *leg) bool {
 
 // pump reads frames from src and relays them to dst until src is finished:
 // its close handshake done and its TCP connection ended, or it is gone.
-func (s *session) pump(src, dst *leg) {
+// It reports true if it parked src instead (park.go): the session goes on
+// without this goroutine.
+func (s *session) pump(src, dst *leg) (parked bool) {
 	s.rearm(src)
 	drained := false
 	for {
@@ -376,10 +398,13 @@ func (s *session) pump(src, dst *leg) {
 		}
 		if err != nil {
 			if isTimeout(err) {
-				if s.timer(src) {
-					continue
+				if !s.timer(src) {
+					break
 				}
-				break
+				if s.park(src) {
+					return true
+				}
+				continue
 			}
 			if _, ok := err.(*frame.Error); ok {
 				if !src.sentClose.Load() {
@@ -440,6 +465,7 @@ func (s *session) pump(src, dst *leg) {
 		}
 	}
 	s.finish(src)
+	return false
 }
 
 // finish ends src's connection: the other leg, if it is waiting for a reply
@@ -461,7 +487,10 @@ func (s *session) finish(src *leg) {
 	s.emu.Unlock()
 	src.closeWrite()
 	src.dead.Store(true)
+	src.unwatch()
 	src.conn.Close()
+	putReader(src.br)
+	src.br = nil
 }
 
 // discard reads and drops whatever src still sends, until EOF or its close

@@ -105,6 +105,7 @@ func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn().Str("config", path).Msg(w)
 	}
+	proxy.WarnOpenFileLimit(log, cfg.Server.MaxConnections)
 	g, err := proxy.New(cfg, log)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")

@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"bufio"
+	"net"
+	"sync"
+	"time"
+)
+
+// Parking. A session's two pumps each block in a read; a blocked goroutine
+// costs its stack and the read buffer it holds. A leg that has gone
+// parkAfter without a frame therefore parks at a frame boundary: its read
+// buffer goes back to readerPool, the poller (park_linux.go) watches its
+// descriptor, a timer stands in for its read deadline, and its pump
+// goroutine ends. Whichever comes first — data or EOF on the descriptor, the
+// timer, or a wake from the rest of the session (a Close to send, the other
+// side gone, shutdown) — starts a new pump goroutine on the same leg state.
+//
+// Only plain TCP legs park: a TLS or PROXY-protocol connection may hold
+// bytes already read from the socket in its own buffers, where the
+// descriptor's readiness cannot see them.
+
+// parkAfter is how long a leg must go without a frame before it parks. Busy
+// legs never park; an idle one costs one extra wake-up when it does.
+const parkAfter = time.Second
+
+// readerSize is a relay read buffer's size.
+const readerSize = 4096
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerSize) }}
+
+func getReader(c net.Conn) *bufio.Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(c)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readerPool.Put(br)
+}
+
+// attach makes c the leg's connection. br holds whatever was read past the
+// handshake; when it holds nothing a pooled reader takes its place (reads
+// then go to c directly, not through the handshake's reader). Plain TCP
+// legs are marked parkable.
+func (l *leg) attach(s *session, c net.Conn, br *bufio.Reader) {
+	l.s, l.conn = s, c
+	if br == nil || br.Buffered() == 0 {
+		br = getReader(c)
+	}
+	l.br = br
+	var tc *net.TCPConn
+	switch c := c.(type) {
+	case *net.TCPConn:
+		tc = c
+	case *gateConn:
+		if c.Conn == c.raw {
+			tc, _ = c.raw.(*net.TCPConn)
+		}
+	}
+	if tc != nil {
+		if rc, err := tc.SyscallConn(); err == nil {
+			l.raw = rc
+		}
+	}
+}
+
+// parkDeadline is the moment l may park (since session start); 0 if never.
+func (l *leg) parkDeadline() int64 {
+	if l.raw == nil {
+		return 0
+	}
+	return max(l.lastRead, l.resumed) + int64(parkAfter)
+}
+
+// park ends src's pump if src may park now: it is quiet, at a frame
+// boundary with nothing buffered or held back, and not closing. It reports
+// whether it parked; if so the caller's goroutine must return at once
+// without touching the leg (another pump may already run on it).
+// The caller has just run src's timers (and rearmed its read deadline).
+func (s *session) park(src *leg) bool {
+	d := src.parkDeadline()
+	if d == 0 || s.now() < d || src.br.Buffered() > 0 || src.pend != nil || !s.parkable(src) {
+		return false
+	}
+	p := thePoller()
+	if p == nil {
+		return false
+	}
+	src.pmu.Lock()
+	defer src.pmu.Unlock()
+	gen := src.gen.Load()
+	br := src.br
+	src.br = nil
+	src.parked.Store(true)
+	// A wake that came before the store changed what parkable or gen
+	// show; one after it finds the leg parked and resumes it.
+	if gen != src.gen.Load() || !s.parkable(src) || !s.parkTimer(src) || !p.arm(src) {
+		if src.parked.CompareAndSwap(true, false) {
+			src.br = br
+			return false
+		}
+		// Resumed already, on a new goroutine with a new reader.
+	}
+	putReader(br)
+	return true
+}
+
+// parkable reports whether nothing but new input or a timer can give src's
+// pump work.
+func (s *session) parkable(src *leg) bool {
+	return !src.dead.Load() && !src.sentClose.Load() && !src.recvClose.Load() &&
+		src.closeDeadline.Load() == 0 && src.wakec == nil
+}
+
+// parkTimer sets src's timer to its next keepalive or idle deadline, if it
+// has one. The caller holds src.pmu.
+func (s *session) parkTimer(src *leg) bool {
+	d := s.timersDeadline(src)
+	if d == noDeadline {
+		if src.ptimer != nil {
+			src.ptimer.Stop()
+		}
+		return true
+	}
+	wait := time.Duration(d - s.now())
+	if src.ptimer == nil {
+		src.ptimer = time.AfterFunc(wait, src.timerFired)
+	} else {
+		src.ptimer.Reset(wait)
+	}
+	return true
+}
+
+func (l *leg) timerFired() { l.unpark(false) }
+
+// unwatch stops watching l for good (it is finishing): its poller entry and
+// timer go.
+func (l *leg) unwatch() {
+	l.pmu.Lock()
+	if l.armed {
+		thePoller().forget(l)
+		l.armed = false
+	}
+	if l.ptimer != nil {
+		l.ptimer.Stop()
+	}
+	l.pmu.Unlock()
+}
+
+// unpark starts l's pump again if it is parked. readable says the poller
+// saw input: the pump then reads before it may park again.
+func (l *leg) unpark(readable bool) {
+	if l.parked.CompareAndSwap(true, false) {
+		go l.s.resume(l, readable)
+	}
+}
+
+func (s *session) resume(l *leg, readable bool) {
+	l.pmu.Lock() // the parking goroutine may still be on its way out
+	if l.ptimer != nil {
+		l.ptimer.Stop()
+	}
+	l.pmu.Unlock()
+	if readable {
+		l.resumed = s.now()
+	}
+	l.br = getReader(l.conn)
+	s.runPump(l)
+}
+
+// runPump runs l's pump until it parks or finishes; the last pump to finish
+// ends the session.
+func (s *session) runPump(l *leg) {
+	if s.pump(l, s.other(l)) {
+		return
+	}
+	if s.pumps.Add(-1) == 0 {
+		s.end()
+	}
+}

@@ -1,0 +1,160 @@
+package proxy
+
+// Parking (park.go): a quiet plain-TCP leg gives up its goroutine and read
+// buffer, and every way a session can go on or end still works from there.
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"wsgate/frame"
+)
+
+// parkedLegs counts the legs of the gateway's sessions that are parked.
+func parkedLegs(g *Gateway) (parked, legs int) {
+	for _, s := range g.reg.list() {
+		for _, l := range []*leg{&s.c, &s.u} {
+			legs++
+			if l.parked.Load() {
+				parked++
+			}
+		}
+	}
+	return parked, legs
+}
+
+// waitParked waits until want legs are parked, failing after limit.
+func waitParked(t *testing.T, g *Gateway, want int, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		p, n := parkedLegs(g)
+		if p == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d legs parked after %v, want %d", p, n, limit, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Idle sessions park both legs, and the goroutines go with them; a message
+// either way resumes the leg it arrives on, is relayed intact, and the legs
+// park again.
+func TestParkIdleSessionsResume(t *testing.T) {
+	up, ups := rawUpstreamChan(t)
+	gw := startGateway(t, relayYAML(up.URL))
+	const n = 40
+	before := runtime.NumGoroutine()
+	cs := make([]*rawPeer, n)
+	us := make([]*rawPeer, n)
+	for i := range cs {
+		cs[i] = dialRaw(t, gw.Addr, "/")
+		us[i] = recvPeer(t, ups)
+	}
+	// rawUpstream runs one handler goroutine per connection (blocked in
+	// the test's own reads, not the gateway's): count the gateway's alone.
+	waitParked(t, gw.Gateway, 2*n, parkAfter+3*time.Second)
+	runtime.GC()
+	if g := runtime.NumGoroutine() - before; g > n+5 {
+		t.Errorf("%d goroutines more than before %d parked sessions, want at most %d (the test upstream's handlers)", g, n, n+5)
+	}
+	for i := range cs {
+		msg := []byte("hello " + itoa(i))
+		cs[i].send(true, frame.OpText, msg)
+		if f := us[i].next(); f.Opcode != frame.OpText || !f.Masked || string(f.Payload) != string(msg) {
+			t.Fatalf("upstream %d got %v, want the masked text %q", i, f, msg)
+		}
+		us[i].send(true, frame.OpBinary, msg)
+		if f := cs[i].next(); f.Opcode != frame.OpBinary || f.Masked || string(f.Payload) != string(msg) {
+			t.Fatalf("client %d got %v, want the binary %q", i, f, msg)
+		}
+	}
+	waitParked(t, gw.Gateway, 2*n, parkAfter+3*time.Second)
+	// A close handshake started by a parked client completes.
+	cs[0].sendClose(4000, "bye")
+	us[0].expectClose(4000, "bye")
+	us[0].sendClose(4000, "bye")
+	cs[0].expectClose(4000, "bye")
+	expectLog(t, gw, "reason", "normal", "closed_by", "client", "client_close_code", "4000", "upstream_close_code", "4000")
+}
+
+// A parked leg's peer vanishing is seen at once (the descriptor turns
+// readable with EOF): the other side gets the table's close.
+func TestParkPeerGone(t *testing.T) {
+	up, ups := rawUpstreamChan(t)
+	gw := startGateway(t, relayYAML(up.URL))
+	c := dialRaw(t, gw.Addr, "/")
+	u := recvPeer(t, ups)
+	waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+	c.reset()
+	u.expectClose(1001, "client gone")
+	expectLog(t, gw, "reason", "client_gone", "closed_by", "client")
+
+	c2 := dialRaw(t, gw.Addr, "/")
+	u2 := recvPeer(t, ups)
+	waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+	u2.conn.Close()
+	c2.expectClose(1014, "upstream gone")
+}
+
+// Timers of a parked leg still run: keepalive pings go out, a peer that
+// answers stays, a silent one is found gone within ping_interval +
+// pong_timeout; idle_timeout closes a parked session.
+func TestParkTimers(t *testing.T) {
+	t.Run("keepalive", func(t *testing.T) {
+		up := newGorillaUpstream(t, nil) // answers the gateway's pings
+		gw := startGateway(t, relayYAML(up.URL, "ping_interval", "1500ms", "pong_timeout", "500ms"))
+		c := dialRaw(t, gw.Addr, "/")
+		waitParked(t, gw.Gateway, 2, parkAfter+time.Second)
+		start := time.Now()
+		// The silent client is pinged once and found gone; the upstream,
+		// which answers, gets 1001.
+		up.expectClose(t, 1001, "client gone")
+		if el := time.Since(start); el > 2*time.Second+detectSlack {
+			t.Errorf("silent parked client found after %v, want within 2s (+%v)", el, detectSlack)
+		}
+		if f, err := c.read(); err != nil || f.Opcode != frame.OpPing {
+			t.Errorf("client: got %v %v, want the gateway's ping", f, err)
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		up, ups := rawUpstreamChan(t)
+		gw := startGateway(t, relayYAML(up.URL, "idle_timeout", "1500ms"))
+		c := dialRaw(t, gw.Addr, "/")
+		u := recvPeer(t, ups)
+		waitParked(t, gw.Gateway, 2, parkAfter+time.Second)
+		c.expectClose(1001, "idle timeout")
+		u.expectClose(1001, "idle timeout")
+		expectLog(t, gw, "reason", "idle")
+	})
+}
+
+// Shutdown reaches parked sessions: both sides get their Close.
+func TestParkShutdown(t *testing.T) {
+	up, ups := rawUpstreamChan(t)
+	gw := startGateway(t, relayYAML(up.URL))
+	c := dialRaw(t, gw.Addr, "/")
+	u := recvPeer(t, ups)
+	waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gw.Shutdown(ctx)
+	}()
+	c.expectClose(1001, "gateway shutting down")
+	u.expectClose(1001, "gateway shutting down")
+	c.sendClose(1001, "")
+	u.sendClose(1001, "")
+	select {
+	case <-done:
+	case <-time.After(6 * time.Second):
+		t.Fatal("shutdown did not finish")
+	}
+	expectLog(t, gw, "reason", "shutdown")
+}
