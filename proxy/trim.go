@@ -26,7 +26,7 @@ const trimEvery = 250 * time.Millisecond
 // allocated since the last look.
 func trimPolicy(objects, live, allocated uint64) bool {
 	const (
-		minGarbage = 8 << 20 // not worth a collection below this
+		minGarbage = 8 << 20   // not worth a collection below this
 		quiet      = 256 << 10 // allocated per look: at most this
 	)
 	garbage := uint64(0)
