@@ -533,8 +533,9 @@ func (s *session) awaitClose(src *leg, h frame.Header) bool {
 	if h.Opcode != frame.OpClose {
 		return s.skip(src, h.Length)
 	}
-	var pb [frame.MaxControlPayload]byte
-	p := pb[:h.Length]
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	p := (*bp)[:h.Length]
 	if !s.readFull(src, p) {
 		return false
 	}
@@ -574,8 +575,14 @@ func (s *session) skip(src *leg, n int64) bool {
 
 // control relays a ping or pong, or handles a Close, from src.
 func (s *session) control(src, dst *leg, h frame.Header) bool {
-	var pb [frame.MaxControlPayload]byte
-	p := pb[:h.Length]
+	// A pooled buffer, not one on the stack: reads and writes take their
+	// slices through interfaces, so a stack array would be moved to the
+	// heap on every frame.
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	const room = frame.MaxHeaderSize
+	p := buf[room : room+int(h.Length)]
 	if !s.readFull(src, p) {
 		return false
 	}
@@ -610,9 +617,11 @@ func (s *session) control(src, dst *leg, h frame.Header) bool {
 	out.Masked = dst.side == sideUpstream
 	if out.Masked {
 		out.Key = frame.NewKey()
+		frame.Mask(out.Key, 0, p)
 	}
-	var fb [frame.MaxHeaderSize + frame.MaxControlPayload]byte
-	return s.write(dst, frame.AppendFrame(fb[:0], out, p))
+	hs := out.Size()
+	frame.PutHeader(buf[room-hs:], out)
+	return s.write(dst, buf[room-hs:room+len(p)])
 }
 
 // write writes one whole frame to dst. A failed write means dst's peer is
