@@ -71,6 +71,9 @@ type routeState struct {
 func New(cfg *Config, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log}
 	g.reg.init()
+	// The poller for parked legs, now: at the open-file cap it could not
+	// be created later.
+	thePoller()
 	g.metrics = newMetrics(g)
 	snap, err := buildSnapshot(cfg)
 	if err != nil {

@@ -68,7 +68,7 @@ func (l *leg) attach(s *session, c net.Conn, br *bufio.Reader) {
 
 // parkDeadline is the moment l may park (since session start); 0 if never.
 func (l *leg) parkDeadline() int64 {
-	if l.raw == nil {
+	if l.raw == nil || thePoller() == nil {
 		return 0
 	}
 	return max(l.lastRead, l.resumed) + int64(parkAfter)
@@ -81,13 +81,24 @@ func (l *leg) parkDeadline() int64 {
 // The caller has just run src's timers (and rearmed its read deadline).
 func (s *session) park(src *leg) bool {
 	d := src.parkDeadline()
-	if d == 0 || s.now() < d || src.br.Buffered() > 0 || src.pend != nil || !s.parkable(src) {
+	if d == 0 || s.now() < d {
+		return false
+	}
+	if !s.tryPark(src) {
+		// Not now: look again parkAfter later, not at once (the read
+		// deadline would otherwise stay in the past).
+		src.resumed = s.now()
+		s.rearm(src)
+		return false
+	}
+	return true
+}
+
+func (s *session) tryPark(src *leg) bool {
+	if src.br.Buffered() > 0 || src.pend != nil || !s.parkable(src) {
 		return false
 	}
 	p := thePoller()
-	if p == nil {
-		return false
-	}
 	src.pmu.Lock()
 	defer src.pmu.Unlock()
 	gen := src.gen.Load()
