@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of wsgate, nginx, HAProxy, Caddy and no proxy.
+# wsgate-tls (wsgate with a TLS listener and a self-signed certificate,
+# dialled at wss://) runs only the TLS_SCENARIOS and is reported for
+# information (issue 12: idle memory with TLS on the client side).
 #
 #   bench/compare.sh                                  # the full comparison (~20 min)
 #   DURATION=1s WARMUP=0.5s ROUNDS=1 MAX_ROUNDS=1 SESSIONS=500 SETTLE=0.5s QUIET_WAIT=0 \
@@ -14,14 +17,15 @@
 #   DURATION [5s]  measured window per run     WARMUP [1s]   unmeasured start
 #   ROUNDS [5]     kept runs wanted per cell   MAX_ROUNDS [ROUNDS+2] at most
 #   BUDGET [22m]   no extra round after this   NOISE [0.10]  discard threshold
-#   SESSIONS [9000] idle-mem sessions          SETTLE [2s]   idle-mem settle time
+#   SESSIONS [9000] idle-mem sessions          SETTLE [5s]   idle-mem settle time
 #   QUIET_WAIT [5s] before each run, wait up to this for 0.5 s under NOISE
-#   SCENARIOS [all five]  TARGETS [wsgate,nginx,haproxy,caddy,direct]
+#   SCENARIOS [all five]  TARGETS [wsgate,wsgate-tls,nginx,haproxy,caddy,direct]
+#   TLS_SCENARIOS [idle-mem] what wsgate-tls runs, among SCENARIOS
 #   OUT [unset]    write the report, chart and runs there instead of the repo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=${TARGETS:-wsgate,nginx,haproxy,caddy,direct}
+targets=${TARGETS:-wsgate,wsgate-tls,nginx,haproxy,caddy,direct}
 
 # Peers from Debian's packages, only those missing. In a container with a
 # policy-rc.d that denies service starts, nothing starts on its own; on a
@@ -70,7 +74,7 @@ if [[ -n ${OUT:-} ]]; then
 fi
 
 cmdline="bench/compare.sh"
-for v in DURATION WARMUP ROUNDS MAX_ROUNDS BUDGET NOISE QUIET_WAIT SESSIONS SETTLE SCENARIOS TARGETS OUT; do
+for v in DURATION WARMUP ROUNDS MAX_ROUNDS BUDGET NOISE QUIET_WAIT SESSIONS SETTLE SCENARIOS TARGETS TLS_SCENARIOS OUT; do
 	if [[ -n ${!v:-} ]]; then cmdline="$v=${!v} $cmdline"; fi
 done
 
@@ -78,6 +82,6 @@ done
 	-bin "$work/bin" -work "$work/run" -configs bench/configs -out "$out" -md "$md" \
 	-duration "${DURATION:-5s}" -warmup "${WARMUP:-1s}" \
 	-rounds "${ROUNDS:-5}" -max-rounds "${MAX_ROUNDS:-$((${ROUNDS:-5} + 2))}" -budget "${BUDGET:-22m}" \
-	-noise "${NOISE:-0.10}" -quiet-wait "${QUIET_WAIT:-5s}" -sessions "${SESSIONS:-9000}" -settle "${SETTLE:-2s}" \
+	-noise "${NOISE:-0.10}" -quiet-wait "${QUIET_WAIT:-5s}" -sessions "${SESSIONS:-9000}" -settle "${SETTLE:-5s}" \
 	-scenarios "${SCENARIOS:-echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem}" \
-	-targets "$targets" -command "$cmdline"
+	-targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-idle-mem}" -command "$cmdline"

@@ -3,12 +3,17 @@
 // BENCHMARKS.md and a chart. bench/compare.sh builds it and runs it; see
 // the README's Benchmarks section.
 //
+// The target wsgate-tls is wsgate with a TLS listener (a self-signed
+// certificate generated at start), dialled at wss://: it runs only the
+// scenarios of -tls-scenarios (idle-mem by default) and is reported for
+// information, outside the ratios to nginx and to the best peer.
+//
 // One round is, for each scenario, one run against each target in a fixed
-// order (wsgate nginx haproxy caddy direct), so slow drifts of the machine
-// hit every target alike and each round gives same-run ratios to nginx. A
-// run is discarded when other processes used more than -noise of the
-// machine's CPU while it ran; rounds repeat (up to -max-rounds, within
-// -budget) until every scenario has -rounds kept runs per target.
+// order (wsgate wsgate-tls nginx haproxy caddy direct), so slow drifts of
+// the machine hit every target alike and each round gives same-run ratios
+// to nginx. A run is discarded when other processes used more than -noise
+// of the machine's CPU while it ran; rounds repeat (up to -max-rounds,
+// within -budget) until every scenario has -rounds kept runs per target.
 package main
 
 import (
@@ -38,6 +43,7 @@ type config struct {
 	duration, warmup, settle    time.Duration
 	sessions                    int
 	scenarios, targets          []string
+	tlsScenarios                []string // what wsgate-tls runs
 	noise                       float64
 	quietWait                   time.Duration
 	command                     string
@@ -45,7 +51,7 @@ type config struct {
 
 func main() {
 	var c config
-	var scen, targ string
+	var scen, targ, tlsScen string
 	flag.StringVar(&c.bin, "bin", "", "directory holding the wsbench and wsgate binaries")
 	flag.StringVar(&c.configs, "configs", "bench/configs", "directory of the peer config templates")
 	flag.StringVar(&c.work, "work", "", "scratch directory for generated configs and logs (required)")
@@ -56,10 +62,11 @@ func main() {
 	flag.DurationVar(&c.budget, "budget", 22*time.Minute, "start no extra round after this")
 	flag.DurationVar(&c.duration, "duration", 5*time.Second, "measured window of a run")
 	flag.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured start of a run")
-	flag.DurationVar(&c.settle, "settle", 2*time.Second, "idle-mem: wait before reading RSS")
+	flag.DurationVar(&c.settle, "settle", 5*time.Second, "idle-mem: wait before reading RSS")
 	flag.IntVar(&c.sessions, "sessions", 9000, "idle-mem sessions")
 	flag.StringVar(&scen, "scenarios", "echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem", "scenarios, in order")
-	flag.StringVar(&targ, "targets", "wsgate,nginx,haproxy,caddy,direct", "targets, in interleaving order")
+	flag.StringVar(&targ, "targets", "wsgate,wsgate-tls,nginx,haproxy,caddy,direct", "targets, in interleaving order")
+	flag.StringVar(&tlsScen, "tls-scenarios", "idle-mem", "the scenarios wsgate-tls runs (among -scenarios)")
 	flag.Float64Var(&c.noise, "noise", 0.10, "discard a run when other processes used more than this share of all CPUs")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 5*time.Second, "before a run, wait up to this for half a second of quiet")
 	flag.StringVar(&c.command, "command", "", "the command line to print in the report")
@@ -67,6 +74,7 @@ func main() {
 	flag.Parse()
 	c.scenarios = splitList(scen)
 	c.targets = splitList(targ)
+	c.tlsScenarios = splitList(tlsScen)
 	c.maxRounds = max(c.maxRounds, c.rounds)
 	if *rerender {
 		if err := rerenderReport(c); err != nil {
@@ -227,9 +235,33 @@ func waitListening(ctx context.Context, addr string, p *proc) error {
 type target struct {
 	name   string
 	listen string // 127.0.0.1:port; the backend's for direct
+	tls    bool   // dialled at wss:// with -insecure
 	argv   []string
 	env    []string
 	p      *proc
+}
+
+// tlsTarget is wsgate behind its own TLS listener: the client side is
+// wss://, the upstream side the same plain ws:// backend as every target.
+const tlsTarget = "wsgate-tls"
+
+// informational reports whether target t is shown for information only:
+// outside the ratios to nginx, the best-peer table, the chart and the
+// headroom check, which compare plain ws:// proxies.
+func informational(t string) bool { return t == tlsTarget }
+
+// runsScenario reports whether target t runs scenario s: every target
+// runs every scenario, except wsgate-tls, which runs c.tlsScenarios.
+func runsScenario(c config, s, t string) bool {
+	if t != tlsTarget {
+		return true
+	}
+	for _, x := range c.tlsScenarios {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *target) direct() bool { return t.argv == nil }
@@ -309,6 +341,9 @@ func run(ctx context.Context, c config) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				if !runsScenario(c, s, t.name) {
+					continue
+				}
 				r, err := b.runOne(ctx, round, s, t)
 				if err != nil {
 					return err
@@ -316,7 +351,7 @@ func run(ctx context.Context, c config) error {
 				runs = append(runs, r)
 				line, _ := json.Marshal(r)
 				fmt.Fprintln(jl, string(line))
-				fmt.Fprintf(os.Stderr, "round %d %-15s %-8s %12.1f %-12s noise %4.1f%% %s\n",
+				fmt.Fprintf(os.Stderr, "round %d %-15s %-10s %12.1f %-12s noise %4.1f%% %s\n",
 					round, s, t.name, r.Value, r.Unit, 100*r.Noise, r.status())
 			}
 		}
@@ -341,6 +376,9 @@ func shortScenarios(c config, runs []*runRecord) []string {
 	var out []string
 	for _, s := range c.scenarios {
 		for _, t := range c.targets {
+			if !runsScenario(c, s, t) {
+				continue
+			}
 			n := 0
 			for _, r := range runs {
 				if r.Scenario == s && r.Target == t && r.Kept {
@@ -356,7 +394,8 @@ func shortScenarios(c config, runs []*runRecord) []string {
 	return out
 }
 
-type tmplData struct{ Dir, Listen, Backend string }
+// tmplData fills the config templates; Cert and Key only for wsgate-tls.
+type tmplData struct{ Dir, Listen, Backend, Cert, Key string }
 
 func (b *bench) newTarget(name string) (*target, error) {
 	t := &target{name: name}
@@ -373,16 +412,23 @@ func (b *bench) newTarget(name string) (*target, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	file := map[string]string{"wsgate": "wsgate.yaml", "nginx": "nginx.conf", "haproxy": "haproxy.cfg", "caddy": "Caddyfile"}[name]
+	file := map[string]string{"wsgate": "wsgate.yaml", tlsTarget: "wsgate-tls.yaml", "nginx": "nginx.conf", "haproxy": "haproxy.cfg", "caddy": "Caddyfile"}[name]
 	if file == "" {
 		return nil, fmt.Errorf("unknown target %q", name)
 	}
+	d := tmplData{Dir: dir, Listen: t.listen, Backend: b.bAddr}
+	if name == tlsTarget {
+		t.tls = true
+		if d.Cert, d.Key, err = selfSigned(dir); err != nil {
+			return nil, fmt.Errorf("%s: certificate: %w", name, err)
+		}
+	}
 	cfg := filepath.Join(dir, file)
-	if err := render(filepath.Join(b.c.configs, file+".tmpl"), cfg, tmplData{Dir: dir, Listen: t.listen, Backend: b.bAddr}); err != nil {
+	if err := render(filepath.Join(b.c.configs, file+".tmpl"), cfg, d); err != nil {
 		return nil, err
 	}
 	switch name {
-	case "wsgate":
+	case "wsgate", tlsTarget:
 		t.argv = []string{filepath.Join(b.c.bin, "wsgate"), "-config", cfg}
 	case "nginx":
 		t.argv = []string{"nginx", "-c", cfg, "-p", dir + "/", "-g", "daemon off;"}
@@ -496,6 +542,10 @@ func (b *bench) ourPIDs() []int {
 
 func (b *bench) wsbenchArgs(s string, t *target) []string {
 	args := []string{"run", "-scenario", s, "-label", t.name, "-url", "ws://" + t.listen}
+	if t.tls {
+		args[len(args)-1] = "wss://" + t.listen
+		args = append(args, "-insecure") // the self-signed certificate of selfSigned
+	}
 	if s == "idle-mem" {
 		args = append(args, "-sessions", strconv.Itoa(b.c.sessions), "-settle", b.c.settle.String())
 	} else {

@@ -20,7 +20,7 @@ type env struct {
 	Date, CPU, Kernel, Mem, Go, Commit string
 	Versions                           map[string]string
 	Elapsed                            time.Duration
-	Examples                           map[string]string // scenario -> a wsbench command line
+	Examples                           map[string]string // scenario (or "wsgate-tls/" + scenario) -> a wsbench command line
 }
 
 func output(name string, args ...string) string {
@@ -53,8 +53,11 @@ func environment(c config, b *bench) *env {
 	e.Versions["caddy"] = output("caddy", "version")
 	for _, s := range c.scenarios {
 		for _, t := range b.targets {
-			if t.name == "wsgate" {
+			switch {
+			case t.name == "wsgate":
 				e.Examples[s] = "wsbench " + strings.Join(quoteArgs(b.wsbenchArgs(s, t)), " ")
+			case t.name == tlsTarget && runsScenario(c, s, t.name):
+				e.Examples[tlsTarget+"/"+s] = "wsbench " + strings.Join(quoteArgs(b.wsbenchArgs(s, t)), " ")
 			}
 		}
 	}
@@ -72,12 +75,13 @@ type meta struct {
 	QuietWait                        time.Duration
 	Noise                            float64
 	Scenarios, Targets               []string
+	TLSScenarios                     []string `json:",omitempty"`
 }
 
 func saveMeta(c config, e *env) error {
 	m := meta{Env: e, Command: c.command, Rounds: c.rounds, MaxRounds: c.maxRounds, Sessions: c.sessions,
 		Budget: c.budget, Duration: c.duration, Warmup: c.warmup, Settle: c.settle, QuietWait: c.quietWait,
-		Noise: c.noise, Scenarios: c.scenarios, Targets: c.targets}
+		Noise: c.noise, Scenarios: c.scenarios, Targets: c.targets, TLSScenarios: c.tlsScenarios}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
@@ -98,6 +102,10 @@ func rerenderReport(c config) error {
 	c.command, c.rounds, c.maxRounds, c.sessions = m.Command, m.Rounds, m.MaxRounds, m.Sessions
 	c.budget, c.duration, c.warmup, c.settle, c.quietWait = m.Budget, m.Duration, m.Warmup, m.Settle, m.QuietWait
 	c.noise, c.scenarios, c.targets = m.Noise, m.Scenarios, m.Targets
+	c.tlsScenarios = m.TLSScenarios
+	if c.tlsScenarios == nil {
+		c.tlsScenarios = []string{"idle-mem"} // meta.json from before -tls-scenarios
+	}
 	f, err := os.Open(filepath.Join(c.out, "runs.jsonl"))
 	if err != nil {
 		return err
@@ -260,7 +268,7 @@ func headroom(c config, runs []*runRecord, sum map[string]map[string]*cell, s st
 	}
 	for _, t := range c.targets {
 		cl := sum[s][t]
-		if t == "direct" || cl == nil {
+		if t == "direct" || informational(t) || cl == nil {
 			continue
 		}
 		v := cl.value
@@ -376,8 +384,17 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	p("- Machine: %s, %s, %s RAM. Every process is capped at 20,000 open files.\n", e.CPU, e.Kernel, e.Mem)
 	p("- Software: wsgate %s built with %s; %s; %s; Caddy %s (Debian packages).\n", e.Versions["wsgate"], e.Go, e.Versions["nginx"], e.Versions["haproxy"], e.Versions["caddy"])
 	p("- Setup: each proxy has one worker (nginx `worker_processes 1`, HAProxy `nbthread 1`); wsgate and Caddy are Go programs and run with Go's default GOMAXPROCS (%d here); the load generator and the backend share the same %d CPUs. No access logs anywhere. Configs: [bench/configs](%s).\n", runtime.NumCPU(), runtime.NumCPU(), rel(c.md, c.configs))
-	p("- Runs: %d round(s); in each, every scenario runs against `%s` in that order, so each round gives same-run ratios to nginx. %s measured after %s of warm-up per run; idle-mem holds %d sessions.\n\n",
-		rounds, strings.Join(c.targets, " "), c.duration, c.warmup, c.sessions)
+	hasTLS := slices.Contains(c.targets, tlsTarget)
+	if hasTLS {
+		p("- TLS: `%s`, shown as \"%s\", is the same wsgate and route with a TLS listener (`server.tls_listen`) instead of the plain one: a self-signed ECDSA P-256 certificate for 127.0.0.1 generated at start ([wsgate-tls.yaml.tmpl](%s)), dialled at wss:// with `wsbench -insecure`; Go's client and server negotiate TLS 1.3. The upstream side stays plain ws://. It runs %s only and is for information: it is left out of the ratios to nginx, the best-peer table, the headroom check and the chart.\n",
+			tlsTarget, displayName(tlsTarget), rel(c.md, filepath.Join(c.configs, "wsgate-tls.yaml.tmpl")), strings.Join(tlsScenarioList(c), ", "))
+	}
+	only := ""
+	if hasTLS {
+		only = fmt.Sprintf(" (%s: %s only)", tlsTarget, strings.Join(tlsScenarioList(c), ", "))
+	}
+	p("- Runs: %d round(s); in each, every scenario runs against `%s` in that order%s, so each round gives same-run ratios to nginx. %s measured after %s of warm-up per run; idle-mem holds %d sessions.\n\n",
+		rounds, strings.Join(c.targets, " "), only, c.duration, c.warmup, c.sessions)
 
 	p("**Noise.** A run is discarded when other processes used more than %.0f%% of the machine's CPU (all %d CPUs) while it ran: the machine's busy time from `/proc/stat` minus the CPU time of this benchmark's own processes (load generator, backend, proxies, and the kernel's softirq threads that carry their loopback traffic). ", 100*c.noise, runtime.NumCPU())
 	p("This time: %d runs, %d kept, **%d discarded for noise**, %d failed; median noise %.1f%%, worst %.1f%%. Before each run the script waits up to %s for half a second under the threshold (median wait %.1f s; a tenth of the budget at most in all), and extra rounds (up to %d in all, within %s) replace discarded runs. Medians below are over kept runs when there are at least %d of them; a figure marked † had fewer (or fewer kept pairs, for a ratio) and is the median over all runs that did not fail, noisy ones included: read it with the noise above in mind.\n\n",
@@ -434,7 +451,11 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	p("\n")
 
 	p("## Results\n\n")
-	p("Medians. \"× nginx\" is the median over rounds of the target's figure divided by nginx's figure from the same round. CPU is the target's own user+system time over the measured window, from `/proc/PID/stat` (nginx: master and worker), divided by the operations in that window.\n\n")
+	p("Medians. \"× nginx\" is the median over rounds of the target's figure divided by nginx's figure from the same round. CPU is the target's own user+system time over the measured window, from `/proc/PID/stat` (nginx: master and worker), divided by the operations in that window.")
+	if hasTLS {
+		p(" \"%s\" (target `%s`) has wss:// on the client side and no ratio: every other target is plain ws://.", displayName(tlsTarget), tlsTarget)
+	}
+	p("\n\n")
 	for _, s := range c.scenarios {
 		unit := unitOf(runs, s, "nginx")
 		text := scenarioText[s]
@@ -446,18 +467,28 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 		case "idle-mem":
 			p("| target | KiB/session | × nginx | open rate (sessions/s) | CPU %s | CPU × nginx | runs kept / discarded / failed |\n|---|---:|---:|---:|---:|---:|---|\n", opText[s])
 			for _, t := range c.targets {
+				if !runsScenario(c, s, t) {
+					continue
+				}
 				cl := sum[s][t]
-				kib, ratio := num(cl.value), f(cl.ratio, 2)
+				kib, ratio, cpuRatio := num(cl.value), ratioText(t, cl.ratio), ratioText(t, cl.cpuRatio)
 				if t == "direct" {
 					kib, ratio = "n/a", "n/a"
 				}
-				p("| %s%s | %s | %s | %s | %s | %s | %d / %d / %d |\n", t, dagger(cl), kib, ratio, num(cl.openRate), num(cl.cpuOp), f(cl.cpuRatio, 2), cl.kept, cl.discarded, cl.failed)
+				p("| %s%s | %s | %s | %s | %s | %s | %d / %d / %d |\n", displayName(t), dagger(cl), kib, ratio, num(cl.openRate), num(cl.cpuOp), cpuRatio, cl.kept, cl.discarded, cl.failed)
+			}
+			if g, w := sum[s]["wsgate"], sum[s][tlsTarget]; g != nil && w != nil && runsScenario(c, s, tlsTarget) && !math.IsNaN(w.value) {
+				p("\nWith wss:// on the client side wsgate holds %s KiB per idle session%s, against %s KiB over ws:// (median of same-round differences: %s KiB, what the TLS connection adds). Its open rate and CPU per session include the TLS handshake.\n",
+					num(w.value), dagger(w), num(g.value), num(median(sameRoundDiffs(c, runs, s, tlsTarget, "wsgate"))))
 			}
 		case "stream-large":
 			p("| target | %s | × nginx | CPU %s | CPU × nginx | runs kept / discarded / failed |\n|---|---:|---:|---:|---:|---|\n", unit, opText[s])
 			for _, t := range c.targets {
+				if !runsScenario(c, s, t) {
+					continue
+				}
 				cl := sum[s][t]
-				p("| %s%s | %s | %s | %s | %s | %d / %d / %d |\n", t, dagger(cl), num(cl.value), f(cl.ratio, 2), num(cl.cpuOp), f(cl.cpuRatio, 2), cl.kept, cl.discarded, cl.failed)
+				p("| %s%s | %s | %s | %s | %s | %d / %d / %d |\n", displayName(t), dagger(cl), num(cl.value), ratioText(t, cl.ratio), num(cl.cpuOp), ratioText(t, cl.cpuRatio), cl.kept, cl.discarded, cl.failed)
 			}
 		default:
 			lat := "RTT"
@@ -466,8 +497,11 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 			}
 			p("| target | %s | × nginx | %s p50 ms | p99 ms | p99.9 ms | CPU %s | CPU × nginx | runs kept / discarded / failed |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n", unit, lat, opText[s])
 			for _, t := range c.targets {
+				if !runsScenario(c, s, t) {
+					continue
+				}
 				cl := sum[s][t]
-				p("| %s%s | %s | %s | %s | %s | %s | %s | %s | %d / %d / %d |\n", t, dagger(cl), num(cl.value), f(cl.ratio, 2), ms(cl.p50), ms(cl.p99), ms(cl.p999), num(cl.cpuOp), f(cl.cpuRatio, 2), cl.kept, cl.discarded, cl.failed)
+				p("| %s%s | %s | %s | %s | %s | %s | %s | %s | %d / %d / %d |\n", displayName(t), dagger(cl), num(cl.value), ratioText(t, cl.ratio), ms(cl.p50), ms(cl.p99), ms(cl.p999), num(cl.cpuOp), ratioText(t, cl.cpuRatio), cl.kept, cl.discarded, cl.failed)
 			}
 		}
 		p("\n")
@@ -506,15 +540,20 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	p("## How it was run\n\n")
 	p("One command, from the repository root:\n\n```sh\n%s\n```\n\n", c.command)
 	p("It installs nginx, HAProxy and Caddy from Debian's packages if they are missing, builds `wsgate`, `wsbench` and the orchestrator (`bench/compare`), starts one `wsbench backend` shared by every target, renders the configs of [bench/configs](%s) into a temporary directory with free ports, runs the rounds, writes this file, the chart and every run as a JSON line in `runs.jsonl` (in [%s](%s)), and stops every process it started (by PID). ", rel(c.md, c.configs), c.out, rel(c.md, c.out))
-	p("Before each idle-mem run the target is restarted, so its RSS growth is measured from a fresh process. Durations and counts come from environment variables: `DURATION`, `WARMUP`, `ROUNDS`, `MAX_ROUNDS`, `BUDGET`, `SESSIONS`, `SETTLE`, `SCENARIOS`, `TARGETS`, `NOISE`, `QUIET_WAIT`, `OUT`.\n\n")
+	p("Before each idle-mem run the target is restarted, so its RSS growth is measured from a fresh process. Durations and counts come from environment variables: `DURATION`, `WARMUP`, `ROUNDS`, `MAX_ROUNDS`, `BUDGET`, `SESSIONS`, `SETTLE`, `SCENARIOS`, `TARGETS`, `TLS_SCENARIOS` (what `%s` runs), `NOISE`, `QUIET_WAIT`, `OUT`.\n\n", tlsTarget)
 	p("The runs against wsgate were, for example (the port is picked per run; the other targets get the same flags and their own port and PID):\n\n```sh\n")
 	for _, s := range c.scenarios {
 		if ex := e.Examples[s]; ex != "" {
 			p("%s\n", ex)
 		}
 	}
+	for _, s := range c.scenarios {
+		if ex := e.Examples[tlsTarget+"/"+s]; ex != "" {
+			p("%s\n", ex)
+		}
+	}
 	p("```\n\n")
-	p("`wsbench` uses wsgate's own frame codec and upstream dialer: frames are built into reused buffers, each with a fresh masking key (except stream-large, which masks its 1 MiB payload once per connection and resends it, so that the client does not spend as much CPU re-masking as the relay it measures), and written with one system call per batch; connections are spread over source addresses 127.0.0.2–17 so that ports never run short.\n")
+	p("`wsbench` uses wsgate's own frame codec and upstream dialer (over crypto/tls for wss://): frames are built into reused buffers, each with a fresh masking key (except stream-large, which masks its 1 MiB payload once per connection and resends it, so that the client does not spend as much CPU re-masking as the relay it measures), and written with one system call per batch; connections are spread over source addresses 127.0.0.2–17 so that ports never run short.\n")
 
 	if err := os.WriteFile(c.md, []byte(w.String()), 0o644); err != nil {
 		return err
@@ -545,6 +584,58 @@ func cmpFloat(a, b float64) int {
 		return 1
 	}
 	return 0
+}
+
+// displayName is how a target is named in the report's tables.
+func displayName(t string) string {
+	if t == tlsTarget {
+		return "wsgate (wss:// client side)"
+	}
+	return t
+}
+
+// ratioText prints a ratio to nginx, or "n/a" for a target shown for
+// information only.
+func ratioText(t string, r float64) string {
+	if informational(t) {
+		return "n/a"
+	}
+	return f(r, 2)
+}
+
+// tlsScenarioList is what wsgate-tls runs, in the order of c.scenarios.
+func tlsScenarioList(c config) []string {
+	var out []string
+	for _, s := range c.scenarios {
+		if runsScenario(c, s, tlsTarget) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// sameRoundDiffs is the value of t's run minus base's in the same round,
+// for scenario s: over kept pairs when there are c.rounds of them, else
+// over every pair that did not fail, as for the ratios.
+func sameRoundDiffs(c config, runs []*runRecord, s, t, base string) []float64 {
+	pairs := func(ok func(*runRecord) bool) []float64 {
+		var out []float64
+		for _, r := range runs {
+			if r.Scenario != s || r.Target != t || !ok(r) || r.Value == 0 {
+				continue
+			}
+			for _, b := range runs {
+				if b.Scenario == s && b.Target == base && b.Round == r.Round && ok(b) && b.Value != 0 {
+					out = append(out, r.Value-b.Value)
+				}
+			}
+		}
+		return out
+	}
+	if d := pairs(isKept); len(d) >= max(c.rounds, 1) {
+		return d
+	}
+	return pairs(notFailed)
 }
 
 func dagger(cl *cell) string {
@@ -587,7 +678,7 @@ func chart(c config, sum map[string]map[string]*cell, note string) string {
 	colors := map[string]string{"wsgate": "#d9480f", "nginx": "#868e96", "haproxy": "#1971c2", "caddy": "#2f9e44"}
 	var ts []string
 	for _, t := range c.targets {
-		if t != "direct" {
+		if t != "direct" && !informational(t) {
 			ts = append(ts, t)
 		}
 	}

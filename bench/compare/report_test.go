@@ -58,14 +58,17 @@ func TestWriteReport(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	c := config{
-		scenarios: []string{"echo-small", "idle-mem"}, targets: []string{"wsgate", "nginx", "haproxy", "caddy", "direct"},
-		out: dir, md: filepath.Join(dir, "BENCHMARKS.md"), configs: "bench/configs", command: "bench/compare.sh",
+		scenarios: []string{"echo-small", "idle-mem"}, targets: []string{"wsgate", "wsgate-tls", "nginx", "haproxy", "caddy", "direct"},
+		tlsScenarios: []string{"idle-mem"},
+		out:          dir, md: filepath.Join(dir, "BENCHMARKS.md"), configs: "bench/configs", command: "bench/compare.sh",
 		rounds: 1, maxRounds: 1, sessions: 9000, noise: 0.1,
 	}
 	var runs []*runRecord
 	for i, tg := range c.targets {
-		runs = append(runs, rec(1, "echo-small", tg, float64(100*(i+1)), true))
-		r := rec(1, "idle-mem", tg, float64(5*(i+1)), i != 2)
+		if tg != "wsgate-tls" {
+			runs = append(runs, rec(1, "echo-small", tg, float64(100*(i+1)), true))
+		}
+		r := rec(1, "idle-mem", tg, float64(5*(i+1)), i != 3) // wsgate 5, wsgate-tls 10 KiB; haproxy noisy
 		r.Unit, r.Opened, r.OpenS = "KiB/session", 9000, 3
 		runs = append(runs, r)
 	}
@@ -78,14 +81,29 @@ func TestWriteReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"## The load generator is not the bottleneck", "### echo-small", "### idle-mem",
-		"| haproxy † |", "bench/compare.sh", "![ratios to nginx](ratios.svg)", "**1 discarded for noise**"} {
+		"| haproxy † |", "bench/compare.sh", "![ratios to nginx](ratios.svg)", "**1 discarded for noise**",
+		"| wsgate (wss:// client side) | 10.0 | n/a |", "median of same-round differences: 5.00 KiB",
+		"`wsgate wsgate-tls nginx haproxy caddy direct` in that order (wsgate-tls: idle-mem only)"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
+	// wsgate-tls ran idle-mem only: no row elsewhere, and it is no "best
+	// peer" nor the fastest proxy.
+	echo := string(md)[strings.Index(string(md), "### echo-small"):strings.Index(string(md), "### idle-mem")]
+	if strings.Contains(echo, "wss://") {
+		t.Errorf("echo-small table has a wsgate-tls row:\n%s", echo)
+	}
+	best := string(md)[strings.Index(string(md), "## wsgate against the best peer"):strings.Index(string(md), "## How it was run")]
+	if strings.Contains(best, "wsgate-tls") || strings.Contains(best, "wss://") {
+		t.Errorf("best-peer table mentions wsgate-tls")
+	}
 	svg, err := os.ReadFile(filepath.Join(dir, "ratios.svg"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(string(svg), "wsgate-tls") {
+		t.Error("the chart of ratios to nginx has wsgate-tls")
 	}
 	d := xml.NewDecoder(strings.NewReader(string(svg)))
 	for {
@@ -135,5 +153,29 @@ func TestSummarizeNeedsEnoughKeptRuns(t *testing.T) {
 	h, ok := headroom(c, runs, sum, "echo-small")
 	if !ok || h.bestName != "wsgate" || h.ratio != 3 || !h.noisy {
 		t.Errorf("headroom %+v", h)
+	}
+}
+
+func TestTLSTargetRunsItsScenariosOnly(t *testing.T) {
+	t.Parallel()
+	c := config{rounds: 1, scenarios: []string{"echo-small", "idle-mem"}, targets: []string{"wsgate", "wsgate-tls", "nginx"},
+		tlsScenarios: []string{"idle-mem"}}
+	if runsScenario(c, "echo-small", "wsgate-tls") || !runsScenario(c, "idle-mem", "wsgate-tls") || !runsScenario(c, "echo-small", "wsgate") {
+		t.Error("runsScenario")
+	}
+	// Every target has its run, wsgate-tls none of echo-small: nothing is short.
+	var runs []*runRecord
+	for _, tg := range c.targets {
+		runs = append(runs, rec(1, "idle-mem", tg, 5, true))
+		if tg != "wsgate-tls" {
+			runs = append(runs, rec(1, "echo-small", tg, 100, true))
+		}
+	}
+	if short := shortScenarios(c, runs); len(short) != 0 {
+		t.Errorf("short %v, want none", short)
+	}
+	runs = runs[1:] // wsgate's idle-mem run
+	if short := shortScenarios(c, runs); len(short) != 1 || short[0] != "idle-mem" {
+		t.Errorf("short %v, want idle-mem", short)
 	}
 }

@@ -3,6 +3,7 @@
 //
 //	wsbench backend -listen 127.0.0.1:9100
 //	wsbench run -scenario echo-small -url ws://127.0.0.1:8080 [-pid PID] [flags]
+//	wsbench run -scenario idle-mem -url wss://127.0.0.1:8443 -insecure -pid PID
 //
 // The backend echoes every frame on any path and discards everything on a
 // path ending in /sink. A run prints one line of JSON and exits; it is
@@ -19,6 +20,10 @@
 //	idle-mem        9,000 sessions opened and held, then closed cleanly:
 //	                the gateway's RSS growth per session (needs -pid)
 //
+// A wss:// URL is dialled over TLS (HTTP/1.1 by ALPN): its certificate is
+// checked against the system roots, or against -ca FILE (PEM), or not at
+// all with -insecure (a benchmark's self-signed certificate).
+//
 // With -pid the gateway's CPU time over the measured window is read from
 // /proc and reported per operation. bench/compare.sh drives wsbench
 // against wsgate, nginx, HAProxy, Caddy and no proxy at all.
@@ -26,7 +31,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,7 +54,7 @@ func main() {
 }
 
 const usage = `usage:
-  wsbench run -scenario NAME -url ws://HOST:PORT [flags]   one measured run, one JSON line
+  wsbench run -scenario NAME -url ws[s]://HOST:PORT [flags] one measured run, one JSON line
   wsbench backend -listen ADDR                             echo (any path) / sink (*/sink) upstream
   wsbench help
 `
@@ -131,7 +139,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var o options
 	fs.StringVar(&o.Scenario, "scenario", "echo-small", "one of: "+scenarioNames())
-	fs.StringVar(&o.URL, "url", "", "target, ws://HOST:PORT[/prefix]; /echo or /sink is appended")
+	fs.StringVar(&o.URL, "url", "", "target, ws://HOST:PORT[/prefix] or wss://…; /echo or /sink is appended")
 	fs.StringVar(&o.Label, "label", "", "name of the target, copied to the output")
 	fs.IntVar(&o.Conns, "conns", 0, "connections, or concurrent dialers (0: the scenario's default)")
 	fs.IntVar(&o.Inflight, "inflight", 0, "messages in flight per connection (echo; 0: default)")
@@ -142,10 +150,18 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "idle-mem: wait after opening before reading RSS")
 	pids := fs.String("pid", "", "comma-separated PIDs of the gateway (descendants included), for CPU and RSS")
 	fs.IntVar(&o.Sources, "sources", 16, "spread connections over this many source addresses 127.0.0.2…")
+	insecure := fs.Bool("insecure", false, "wss://: do not verify the server's certificate (self-signed benchmark certificates)")
+	caFile := fs.String("ca", "", "wss://: verify the server's certificate against the CAs of this PEM file instead of the system roots")
 	prof := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	tlsConf, err := clientTLS(*insecure, *caFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsbench:", err)
+		return 2
+	}
+	o.TLS = tlsConf
 	if stop, err := startProfile(*prof); err != nil {
 		fmt.Fprintln(stderr, "wsbench:", err)
 		return 1
@@ -197,4 +213,28 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	b, _ := json.Marshal(r)
 	fmt.Fprintln(stdout, string(b))
 	return 0
+}
+
+// clientTLS is the TLS configuration of wss:// dials: nil (system roots)
+// unless -insecure or -ca is given. One configuration serves every
+// connection; the dialer clones it per dial.
+func clientTLS(insecure bool, caFile string) (*tls.Config, error) {
+	if !insecure && caFile == "" {
+		return nil, nil
+	}
+	if insecure && caFile != "" {
+		return nil, errors.New("-insecure and -ca exclude each other")
+	}
+	cfg := &tls.Config{InsecureSkipVerify: insecure}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca %s: no PEM certificate", caFile)
+		}
+	}
+	return cfg, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ type options struct {
 	Settle   time.Duration // idle-mem: wait after opening, before reading RSS
 	PIDs     []int         // the gateway's processes (their descendants too)
 	Sources  int           // source addresses 127.0.0.2… to spread over; <=1: the default
+	TLS      *tls.Config   // for wss:// URLs; nil: verify against the system roots
 }
 
 // result is one line of JSON output. Value/Metric is the headline figure
@@ -186,7 +188,7 @@ func dialAll(ctx context.Context, cl *client, path string, n int) ([]*conn, erro
 // openConns opens the o.Conns connections of a closed-loop scenario to path;
 // call stop when done (see abortOnCancel).
 func openConns(ctx context.Context, o options, path string) (conns []*conn, stop func(), err error) {
-	cl, err := newClient(o.URL, o.Sources)
+	cl, err := newClient(o.URL, o.Sources, o.TLS)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -447,7 +449,7 @@ func streamWorker(c *conn, size int, winStart, winEnd time.Time) (int64, error) 
 // one message, close it properly, and start over. Connect time is TCP
 // connect plus the upgrade, until the 101 is verified.
 func runHandshake(ctx context.Context, o options) (*result, error) {
-	cl, err := newClient(o.URL, o.Sources)
+	cl, err := newClient(o.URL, o.Sources, o.TLS)
 	if err != nil {
 		return nil, err
 	}
@@ -534,7 +536,7 @@ func oneSession(ctx context.Context, cl *client, payload []byte) (time.Duration,
 // Each session keeps one goroutine blocked in a read, which answers the
 // gateway's keepalive pings if any arrive.
 func runIdle(ctx context.Context, o options) (*result, error) {
-	cl, err := newClient(o.URL, o.Sources)
+	cl, err := newClient(o.URL, o.Sources, o.TLS)
 	if err != nil {
 		return nil, err
 	}

@@ -3,10 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
-	"math/rand/v2"
+	"encoding/pem"
+	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +40,50 @@ func startBackend(t *testing.T) string {
 		<-done
 	})
 	return "ws://" + ln.Addr().String()
+}
+
+// startTLSBackend serves the backend behind a TLS listener with a fresh
+// self-signed certificate for 127.0.0.1, and returns its wss:// URL and
+// the certificate's PEM file.
+func startTLSBackend(t *testing.T) (url, caFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "wsbench test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = serveBackend(ctx, tls.NewListener(ln, cfg))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return "wss://" + ln.Addr().String(), caFile
 }
 
 func short(scenario, url string) options {
@@ -116,6 +169,71 @@ func TestScenariosDirect(t *testing.T) {
 	})
 }
 
+// TestScenariosTLS runs every scenario over wss://, with -insecure's
+// configuration (as compare.sh does against wsgate-tls).
+func TestScenariosTLS(t *testing.T) {
+	url, _ := startTLSBackend(t)
+	ctx := context.Background()
+	insecure, err := clientTLS(true, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"echo-small", "echo-pipelined", "stream-large", "handshake-rate", "idle-mem"} {
+		t.Run(name, func(t *testing.T) {
+			o := short(name, url)
+			o.TLS = insecure
+			r, err := scenarios[name].run(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Errors != 0 || r.Ops == 0 {
+				t.Fatalf("ops %d, errors %d (%s)", r.Ops, r.Errors, r.FirstError)
+			}
+			if name == "idle-mem" && (r.Opened != o.Sessions || r.ClosedClean != o.Sessions || r.ClosedEarly != 0) {
+				t.Fatalf("opened %d, closed cleanly %d, early %d of %d", r.Opened, r.ClosedClean, r.ClosedEarly, o.Sessions)
+			}
+		})
+	}
+}
+
+// TestRunTLSVerification runs the command over wss:// with -ca and
+// -insecure, and checks that the certificate is verified otherwise.
+func TestRunTLSVerification(t *testing.T) {
+	url, caFile := startTLSBackend(t)
+	base := []string{"run", "-scenario", "idle-mem", "-url", url, "-sessions", "8", "-settle", "0s", "-conns", "4"}
+	for _, tc := range []struct {
+		flags  []string
+		code   int
+		failed bool // every dial fails: errors in the JSON line
+	}{
+		{[]string{"-ca", caFile}, 0, false},
+		{[]string{"-insecure"}, 0, false},
+		{nil, 0, true}, // the system roots do not know the certificate
+		{[]string{"-insecure", "-ca", caFile}, 2, false},
+		{[]string{"-ca", filepath.Join(t.TempDir(), "missing.pem")}, 2, false},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append(append([]string{}, base...), tc.flags...), &out, &errb)
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d; stderr %s", tc.flags, code, tc.code, errb.String())
+			continue
+		}
+		if code != 0 {
+			continue
+		}
+		var r result
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Fatalf("%q: %v in %q", tc.flags, err, out.String())
+		}
+		switch {
+		case tc.failed && (r.Opened != 0 || !strings.Contains(r.FirstError, "certificate")):
+			t.Errorf("%q: opened %d, first error %q; want none opened, a certificate error", tc.flags, r.Opened, r.FirstError)
+		case !tc.failed && (r.Errors != 0 || r.Opened != 8 || r.ClosedClean != 8):
+			t.Errorf("%q: opened %d, closed cleanly %d, errors %d (%s)", tc.flags, r.Opened, r.ClosedClean, r.Errors, r.FirstError)
+		}
+	}
+}
+
 // TestRunPrintsOneJSONLine runs the command as compare.sh does.
 func TestRunPrintsOneJSONLine(t *testing.T) {
 	url := startBackend(t)
@@ -148,6 +266,7 @@ func TestRunRefusesBadArguments(t *testing.T) {
 		{"run"},
 		{"run", "-url", "ws://127.0.0.1:1", "-scenario", "nope"},
 		{"run", "-url", "ws://127.0.0.1:1", "-pid", "x"},
+		{"run", "-url", "ws://127.0.0.1:1", "-insecure", "-ca", "x.pem"},
 		{"frobnicate"},
 	} {
 		var out, errb bytes.Buffer
@@ -195,7 +314,7 @@ func TestHistQuantiles(t *testing.T) {
 
 func TestHistBucketsAreMonotonic(t *testing.T) {
 	t.Parallel()
-	r := rand.New(rand.NewPCG(1, 2))
+	r := mrand.New(mrand.NewPCG(1, 2))
 	for range 100000 {
 		v := r.Int64N(1 << 40)
 		b := bucket(v)
