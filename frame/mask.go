@@ -1,28 +1,47 @@
 package frame
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // Mask XORs b in place with the masking key (RFC 6455 §5.3), where pos is the
 // offset of b[0] within the frame's payload, so a payload can be processed in
 // chunks of any size. It returns the position after b (mod 4), to pass with
 // the next chunk. Masking and unmasking are the same operation.
 //
-// It works eight bytes at a time; the byte loop only handles the tail. It is
-// exempt from the race detector (go:norace), which would instrument every
-// byte and make -race test runs of large payloads crawl; it only touches b.
+// On amd64 it is assembly (AVX2, else SSE2; see mask_amd64.s), and small
+// enough to inline, so that a call costs what a call to maskGeneric did;
+// elsewhere it is maskGeneric.
+//
+// It is exempt from the race detector (go:norace), which would instrument
+// every byte and make -race test runs of large payloads crawl; it only
+// touches b. (Assembly is never instrumented; the annotation matters for the
+// Go loop in maskGeneric, and keeps Mask from being inlined into
+// instrumented callers under -race.)
 //
 //go:norace
 func Mask(key [4]byte, pos int, b []byte) int {
+	return maskArch(key, pos, b)
+}
+
+// rotateKey returns key as a little-endian uint32, rotated so that its low
+// byte is key[pos&3]: the key for a chunk starting at payload offset pos.
+func rotateKey(key [4]byte, pos int) uint32 {
+	return bits.RotateLeft32(binary.LittleEndian.Uint32(key[:]), -8*(pos&3))
+}
+
+// maskGeneric is Mask in portable Go: the implementation on architectures
+// without assembly, and the reference the assembly is tested against.
+//
+//go:norace
+func maskGeneric(key [4]byte, pos int, b []byte) int {
 	pos &= 3
 	if len(b) == 0 {
 		return pos
 	}
 	// Rotate the key so that byte 0 of every 8-byte word lines up with key[pos].
-	k := binary.LittleEndian.Uint32(key[:])
-	if pos != 0 {
-		s := uint(pos) * 8
-		k = k>>s | k<<(32-s)
-	}
+	k := rotateKey(key, pos)
 	k64 := uint64(k) | uint64(k)<<32
 	i := 0
 	for ; len(b)-i >= 32; i += 32 {
