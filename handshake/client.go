@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -135,22 +136,19 @@ func (d *Dialer) Dial(ctx context.Context, u *url.URL, header http.Header, proto
 			return nil, fmt.Errorf("handshake: invalid subprotocol offer %q", p)
 		}
 	}
-	var raw [16]byte
+	sc := scratchPool.Get().(*dialScratch)
+	defer sc.release()
 	rnd := d.Rand
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	if _, err := io.ReadFull(rnd, raw[:]); err != nil {
+	if _, err := io.ReadFull(rnd, sc.raw[:]); err != nil {
 		return nil, fmt.Errorf("handshake: generate key: %w", err)
 	}
-	key := base64.StdEncoding.EncodeToString(raw[:])
-	req := appendRequest(make([]byte, 0, 512), t, key, protocols, header)
+	base64.StdEncoding.Encode(sc.key[:], sc.raw[:])
+	sc.req = appendRequest(sc.req[:0], t, sc.key[:], protocols, header)
 
-	dial := d.NetDialContext
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	conn, err := dial(ctx, "tcp", t.addr)
+	conn, err := d.dial(ctx, t.addr)
 	if err != nil {
 		return nil, wrapErr(ctx, "dial "+t.addr, err)
 	}
@@ -164,7 +162,7 @@ func (d *Dialer) Dial(ctx context.Context, u *url.URL, header http.Header, proto
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 
-	up, err := d.handshake(ctx, conn, t, req, key, protocols)
+	up, err := d.handshake(ctx, conn, t, sc.req, &sc.key, protocols)
 	if !stop() && err == nil {
 		// ctx ended just as the handshake finished: the deadline may have
 		// been set to the past under us, so the connection is not usable.
@@ -182,10 +180,48 @@ func (d *Dialer) Dial(ctx context.Context, u *url.URL, header http.Header, proto
 	return up, nil
 }
 
+// dialScratch is what one Dial needs only until it returns: the raw and
+// encoded key and the request. Pooled, because every handshake needs them and
+// they escape (the key through Rand, the request through conn.Write).
+type dialScratch struct {
+	raw [16]byte
+	key [24]byte // base64 of raw: Sec-WebSocket-Key
+	req []byte
+}
+
+// maxPooledRequest bounds the request buffers the pool keeps: a request
+// with unusually large forwarded headers is not kept alive for the next.
+const maxPooledRequest = 8 << 10
+
+var scratchPool = sync.Pool{New: func() any { return &dialScratch{req: make([]byte, 0, 1024)} }}
+
+func (sc *dialScratch) release() {
+	if cap(sc.req) > maxPooledRequest {
+		sc.req = make([]byte, 0, 1024)
+	}
+	scratchPool.Put(sc)
+}
+
+// netDialer dials upstreams when Dialer.NetDialContext is nil.
+//
+// Not net.Dialer.DialTCP, which would skip name resolution for an address
+// literal: given no local address it still binds the socket to port 0
+// (one more system call, and an ephemeral port reserved for every
+// destination instead of shared between them).
+var netDialer net.Dialer
+
+// dial opens the TCP connection to addr.
+func (d *Dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if d.NetDialContext != nil {
+		return d.NetDialContext(ctx, "tcp", addr)
+	}
+	return netDialer.DialContext(ctx, "tcp", addr)
+}
+
 // aLongTimeAgo is a deadline in the past, which makes pending I/O fail now.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func (d *Dialer) handshake(ctx context.Context, conn net.Conn, t target, req []byte, key string, protocols []string) (*Upstream, error) {
+func (d *Dialer) handshake(ctx context.Context, conn net.Conn, t target, req []byte, key *[24]byte, protocols []string) (*Upstream, error) {
 	if t.secure {
 		cfg := &tls.Config{}
 		if d.TLSConfig != nil {
@@ -220,8 +256,9 @@ func (d *Dialer) handshake(ctx context.Context, conn net.Conn, t target, req []b
 }
 
 // verify101 makes the client-side checks of RFC 6455 §4.1 on a 101's
-// header and returns the chosen subprotocol.
-func verify101(h http.Header, key string, protocols []string) (string, error) {
+// header and returns the chosen subprotocol. key is the Sec-WebSocket-Key we
+// sent.
+func verify101(h http.Header, key *[24]byte, protocols []string) (string, error) {
 	// Steps 2-3: "If the response lacks an |Upgrade| header field or the
 	// |Upgrade| header field contains a value that is not an ASCII
 	// case-insensitive match for the value "websocket" ... If the response
@@ -236,7 +273,8 @@ func verify101(h http.Header, key string, protocols []string) (string, error) {
 	}
 	// Step 4: the accept must be the hash of the key we sent. Exactly one
 	// field: two could disagree, and a repeated field is not one value.
-	if acc := h["Sec-Websocket-Accept"]; len(acc) != 1 || acc[0] != AcceptKey(key) {
+	var want [28]byte
+	if acc := h["Sec-Websocket-Accept"]; len(acc) != 1 || acc[0] != string(appendAccept(want[:0], key[:])) {
 		return "", fmt.Errorf("%w (got %q)", ErrBadAccept, acc)
 	}
 	// Step 5: we offered no extension, so any extension is one "not present
@@ -346,7 +384,7 @@ func dropOnDial(name string) bool {
 }
 
 // appendRequest appends the client's opening handshake (RFC 6455 §4.1).
-func appendRequest(dst []byte, t target, key string, protocols []string, header http.Header) []byte {
+func appendRequest(dst []byte, t target, key []byte, protocols []string, header http.Header) []byte {
 	dst = append(dst, "GET "...)
 	dst = append(dst, t.requestURI...)
 	dst = append(dst, " HTTP/1.1\r\nHost: "...)

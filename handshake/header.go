@@ -47,7 +47,7 @@ func isCTL(c byte) bool {
 }
 
 // trimOWS removes optional whitespace (SP / HTAB, RFC 9110 §5.6.3) around s.
-func trimOWS(s string) string {
+func trimOWS[T string | []byte](s T) T {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
 		s = s[1:]
 	}
@@ -146,7 +146,8 @@ func appendHeader(dst []byte, h http.Header, drop func(name string) bool) []byte
 	if len(h) == 0 {
 		return dst
 	}
-	names := make([]string, 0, len(h))
+	var buf [32]string // on the stack for any usual header
+	names := buf[:0]
 	for name := range h {
 		if validToken(name) && !drop(name) {
 			names = append(names, name)

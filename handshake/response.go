@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Defaults for the bounds of ReadResponse and Dialer.
@@ -121,6 +122,11 @@ func (h *headReader) line() ([]byte, error) {
 }
 
 // readHead reads a status line and header fields up to the empty line.
+//
+// A response head is read once per handshake, so it is built with few
+// allocations: the values are collected in one buffer and cut from one
+// string at the end, the value slices share one array, and common field
+// names are not allocated at all (see headerKey).
 func (h *headReader) readHead() (*Response, error) {
 	line, err := h.line()
 	if err != nil {
@@ -130,25 +136,29 @@ func (h *headReader) readHead() (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp.Header = make(http.Header)
-	var last []string // values of the previous field, for obs-fold
+	hs := headScratchPool.Get().(*headScratch)
+	defer headScratchPool.Put(hs)
+	fields, vals := hs.fields[:0], hs.vals[:0]
 	for {
 		line, err := h.line()
 		if err != nil {
 			return nil, err
 		}
 		if len(line) == 0 {
-			return resp, nil
+			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			// RFC 9112 §5.2: a user agent "MUST replace each received
-			// obs-fold with one or more SP octets".
-			v := bytes.Trim(line, " \t")
-			if last == nil || !validValue(v) {
+			// obs-fold with one or more SP octets". The folded value is
+			// the last one in vals: extend it.
+			v := trimOWS(line)
+			if len(fields) == 0 || !validValue(v) {
 				return nil, ErrBadResponse
 			}
 			if len(v) > 0 {
-				last[len(last)-1] += " " + string(v)
+				vals = append(vals, ' ')
+				vals = append(vals, v...)
+				fields[len(fields)-1].end = len(vals)
 			}
 			continue
 		}
@@ -158,14 +168,83 @@ func (h *headReader) readHead() (*Response, error) {
 		if colon <= 0 || !validToken(line[:colon]) {
 			return nil, ErrBadResponse
 		}
-		v := bytes.Trim(line[colon+1:], " \t")
+		v := trimOWS(line[colon+1:])
 		if !validValue(v) {
 			return nil, ErrBadResponse
 		}
-		key := textproto.CanonicalMIMEHeaderKey(string(line[:colon]))
-		resp.Header[key] = append(resp.Header[key], string(v))
-		last = resp.Header[key]
+		fields = append(fields, headField{key: headerKey(line[:colon]), start: len(vals)})
+		vals = append(vals, v...)
+		fields[len(fields)-1].end = len(vals)
 	}
+	if cap(vals) <= 4<<10 && cap(fields) <= 64 { // kept for the next head unless unusually large
+		hs.fields, hs.vals = fields, vals
+	}
+	resp.Header = make(http.Header, len(fields))
+	all := string(vals)
+	values := make([]string, len(fields))
+	for i, f := range fields {
+		values[i] = all[f.start:f.end]
+		if prev, ok := resp.Header[f.key]; ok {
+			resp.Header[f.key] = append(prev, values[i])
+		} else {
+			resp.Header[f.key] = values[i : i+1 : i+1]
+		}
+	}
+	return resp, nil
+}
+
+// headScratch collects a head's fields and their values (readHead).
+type headScratch struct {
+	fields []headField
+	vals   []byte
+}
+
+type headField struct {
+	key        string
+	start, end int // of the value in headScratch.vals
+}
+
+var headScratchPool = sync.Pool{New: func() any {
+	return &headScratch{fields: make([]headField, 0, 16), vals: make([]byte, 0, 512)}
+}}
+
+// commonKeys are the field names an upstream's answer usually carries, in
+// canonical form: headerKey returns these strings instead of allocating.
+var commonKeys = [...]string{
+	"Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions",
+	"Set-Cookie", "Date", "Server", "Content-Length", "Content-Type", "Transfer-Encoding",
+	"Cache-Control", "Www-Authenticate", "Retry-After", "Location",
+}
+
+// headerKey is textproto.CanonicalMIMEHeaderKey(string(name)) for a valid
+// token, without an allocation for the common names.
+func headerKey(name []byte) string {
+	for _, k := range commonKeys {
+		if len(k) == len(name) && equalFoldASCII(name, k) {
+			return k
+		}
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(name))
+}
+
+// equalFoldASCII reports whether b and s are equal under ASCII case folding.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // validValue rejects control characters in a field value (RFC 9110 §5.5:
@@ -212,7 +291,11 @@ func parseStatusLine(line []byte) (*Response, error) {
 	if line[7] == '0' {
 		proto = "HTTP/1.0"
 	}
-	return &Response{Proto: proto, StatusCode: code, Reason: string(reason)}, nil
+	r := &Response{Proto: proto, StatusCode: code, Reason: "Switching Protocols"}
+	if code != http.StatusSwitchingProtocols || string(reason) != r.Reason {
+		r.Reason = string(reason)
+	}
+	return r, nil
 }
 
 // readBody keeps up to max bytes of a final non-101 response's body,

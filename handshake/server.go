@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -238,7 +239,7 @@ func AcceptKey(key string) string {
 
 // appendAccept appends AcceptKey(key) to dst. The key and GUID are hashed
 // from a stack buffer: a key of the valid length (24) fits with room to spare.
-func appendAccept(dst []byte, key string) []byte {
+func appendAccept[T string | []byte](dst []byte, key T) []byte {
 	key = trimOWS(key)
 	var buf [96]byte
 	p := buf[:0]
@@ -347,13 +348,27 @@ func Upgrade(w http.ResponseWriter, req Request, protocol string, extra http.Hea
 		conn.Close()
 		return nil, nil, fmt.Errorf("handshake: clear deadline: %w", err)
 	}
-	var buf [256]byte
-	resp := AppendResponse101(buf[:0], req.Key, protocol, extra)
-	if _, err := conn.Write(resp); err != nil {
+	bp := respPool.Get().(*[]byte)
+	defer putResp(bp)
+	*bp = AppendResponse101((*bp)[:0], req.Key, protocol, extra)
+	if _, err := conn.Write(*bp); err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("handshake: write 101: %w", err)
 	}
 	return conn, brw.Reader, nil
+}
+
+// respPool holds the buffers 101s are built in: one escapes to the heap with
+// every conn.Write, so a handshake would otherwise allocate one.
+var respPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
+
+func putResp(bp *[]byte) {
+	if cap(*bp) <= 4<<10 { // an upstream's many cookies are not kept
+		respPool.Put(bp)
+	}
 }
 
 func contains(list []string, s string) bool {

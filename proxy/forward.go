@@ -120,62 +120,145 @@ func forwardedHost(node string) string {
 
 // upstreamHeader builds the headers sent toward the upstream: the client's
 // end-to-end headers, the forwarding headers, then the route's set_headers.
+//
+// It runs once per handshake, so it allocates little: the client's value
+// slices are shared, not copied (capped, so that an append cannot write
+// into r.Header), and the values it computes are cut from one string.
 func upstreamHeader(r *http.Request, route *Route, proxies []netip.Prefix) http.Header {
-	h := make(http.Header, len(r.Header)+4)
 	// Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-	var named map[string]bool
-	for _, v := range r.Header.Values("Connection") {
-		for _, t := range strings.Split(v, ",") {
+	var namedBuf [4]string
+	named := namedBuf[:0]
+	for _, v := range r.Header["Connection"] {
+		for rest := v; rest != ""; {
+			var t string
+			t, rest, _ = strings.Cut(rest, ",")
 			if t = strings.TrimSpace(t); t != "" {
-				if named == nil {
-					named = make(map[string]bool)
-				}
-				named[textproto.CanonicalMIMEHeaderKey(t)] = true
+				named = append(named, textproto.CanonicalMIMEHeaderKey(t))
 			}
 		}
 	}
 	peer := peerAddr(r)
 	peerTrusted := trusted(peer, proxies)
-	for k, vs := range r.Header {
-		if hopByHop[k] || named[k] || strings.HasPrefix(k, "Sec-Websocket-") {
+	// The names kept, first, so that the map is made at its final size:
+	// the handshake's own fields are most of a typical request's.
+	var keptBuf [32]string
+	kept := keptBuf[:0]
+	for k := range r.Header {
+		if hopByHop[k] || containsString(named, k) || strings.HasPrefix(k, "Sec-Websocket-") {
 			continue
 		}
 		if !peerTrusted && isForwarding(k) {
 			continue
 		}
-		h[k] = append([]string(nil), vs...)
+		kept = append(kept, k)
+	}
+	h := make(http.Header, len(kept)+4)
+	for _, k := range kept {
+		if vs := r.Header[k]; len(vs) > 0 {
+			h[k] = vs[:len(vs):len(vs)]
+		} else {
+			h[k] = nil
+		}
 	}
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
-	prior := h.Values("X-Forwarded-For")
-	if len(prior) == 0 && peerTrusted && len(h.Values("Forwarded")) > 0 {
+
+	// X-Forwarded-For and Forwarded, built into one buffer.
+	var buf [256]byte
+	b := buf[:0]
+	if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+		b = appendJoined(b, prior)
+		b = append(b, ", "...)
+	} else if peerTrusted && len(h["Forwarded"]) > 0 {
 		// A trusted proxy that speaks only RFC 7239: carry its chain on in
 		// X-Forwarded-For too, so that the upstream finds the client there.
-		prior = []string{strings.Join(forwardedChain(r), ", ")}
+		b = appendJoined(b, forwardedChain(r))
+		b = append(b, ", "...)
 	}
-	if len(prior) > 0 {
-		h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer.String())
-	} else {
-		h.Set("X-Forwarded-For", peer.String())
+	b = appendAddr(b, peer)
+	xffEnd := len(b)
+	if prior := h["Forwarded"]; len(prior) > 0 {
+		b = appendJoined(b, prior)
+		b = append(b, ", "...)
 	}
+	b = append(b, "for="...)
+	b = appendForwardedNode(b, peer)
+	b = append(b, ";host="...)
+	b = appendForwardedValue(b, r.Host)
+	b = append(b, ";proto="...)
+	b = append(b, proto...)
+	all := string(b)
+
+	vals := make([]string, 4)
+	vals[0] = all[:xffEnd]
+	h["X-Forwarded-For"] = vals[0:1:1]
 	if h.Get("X-Forwarded-Proto") == "" {
-		h.Set("X-Forwarded-Proto", proto)
+		vals[1] = proto
+		h["X-Forwarded-Proto"] = vals[1:2:2]
 	}
 	if h.Get("X-Forwarded-Host") == "" {
-		h.Set("X-Forwarded-Host", r.Host)
+		vals[2] = r.Host
+		h["X-Forwarded-Host"] = vals[2:3:3]
 	}
-	elem := "for=" + forwardedNode(peer) + ";host=" + quoteForwarded(r.Host) + ";proto=" + proto
-	if prior := h.Values("Forwarded"); len(prior) > 0 {
-		h.Set("Forwarded", strings.Join(prior, ", ")+", "+elem)
-	} else {
-		h.Set("Forwarded", elem)
-	}
+	vals[3] = all[xffEnd:]
+	h["Forwarded"] = vals[3:4:4]
 	for k, v := range route.SetHeaders {
 		h.Set(k, v)
 	}
 	return h
+}
+
+// appendJoined appends values joined with ", " (strings.Join's result).
+func appendJoined(b []byte, values []string) []byte {
+	for i, v := range values {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, v...)
+	}
+	return b
+}
+
+// appendAddr appends a.String().
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if !a.IsValid() {
+		return append(b, a.String()...) // AppendTo writes nothing for the zero Addr
+	}
+	return a.AppendTo(b)
+}
+
+// appendForwardedNode appends an address as Forwarded's for= has it (RFC
+// 7239 §6): IPv6 in brackets, and then quoted because of the colons.
+func appendForwardedNode(b []byte, a netip.Addr) []byte {
+	if a.Is6() {
+		b = append(b, `"[`...)
+		b = appendAddr(b, a)
+		return append(b, `]"`...)
+	}
+	return appendAddr(b, a)
+}
+
+// appendForwardedValue appends v as a Forwarded value: as it is if it is a
+// token, else quoted (RFC 7239 §4), with backslash and quote escaped.
+func appendForwardedValue(b []byte, v string) []byte {
+	token := true
+	for i := 0; i < len(v) && token; i++ {
+		c := v[i]
+		token = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	}
+	if token {
+		return append(b, v...)
+	}
+	b = append(b, '"')
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\\' || c == '"' {
+			b = append(b, '\\')
+		}
+		b = append(b, v[i])
+	}
+	return append(b, '"')
 }
 
 func isForwarding(k string) bool {
@@ -185,24 +268,4 @@ func isForwarding(k string) bool {
 		}
 	}
 	return false
-}
-
-// forwardedNode formats an address for Forwarded's for= (RFC 7239 §6): IPv6
-// in brackets, and then quoted because of the colons.
-func forwardedNode(a netip.Addr) string {
-	if a.Is6() {
-		return `"[` + a.String() + `]"`
-	}
-	return a.String()
-}
-
-// quoteForwarded quotes a value unless it is a token (RFC 7239 §4).
-func quoteForwarded(v string) string {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
-		}
-	}
-	return v
 }

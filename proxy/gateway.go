@@ -160,13 +160,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// net/http enforces max_header_bytes itself, but never below 4 KiB
 	// (see httpMaxHeaderBytes): a smaller configured value is checked here.
 	if max := int(snap.cfg.Server.MaxHeaderBytes); max < httpHeaderSlop && headBytes(r) > max {
-		g.reject(w, r, "", &handshake.Rejection{Status: http.StatusRequestHeaderFieldsTooLarge,
-			Reason: "request headers larger than max_header_bytes", Header: http.Header{"Connection": {"close"}}})
+		g.refuse(w, r, "", http.StatusRequestHeaderFieldsTooLarge, "request headers larger than max_header_bytes",
+			"Connection", "close")
 		return
 	}
 	idx, ok := snap.router.Match(r.Host, r.URL.Path)
 	if !ok {
-		g.reject(w, r, "", &handshake.Rejection{Status: http.StatusNotFound, Reason: "no route for this host and path"})
+		g.refuse(w, r, "", http.StatusNotFound, "no route for this host and path")
 		return
 	}
 	rs := snap.routes[idx]
@@ -180,12 +180,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// That is the client's doing; left to the dial, it was blamed on every
 	// upstream in turn (passive health) and answered 502.
 	if !sendableQuery(r.URL.RawQuery) {
-		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusBadRequest,
-			Reason: "query string must be ASCII: percent-encode other bytes"})
+		g.refuse(w, r, rs.cfg.Name, http.StatusBadRequest, "query string must be ASCII: percent-encode other bytes")
 		return
 	}
 	if req.Origin != "" && !rs.cfg.Settings.OriginAllowed(req.Origin) {
-		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusForbidden, Reason: "origin not allowed"})
+		g.refuse(w, r, rs.cfg.Name, http.StatusForbidden, "origin not allowed")
 		return
 	}
 
@@ -197,28 +196,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rl.handshakes != nil {
 		if ok, retry := rl.handshakes.AllowN(key, time.Now(), 1); !ok {
 			rl.hits.handshakes.Inc()
-			g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusTooManyRequests,
-				Reason: "too many handshakes from this address", Header: http.Header{"Retry-After": {retryAfter(retry)}}})
+			g.refuse(w, r, rs.cfg.Name, http.StatusTooManyRequests, "too many handshakes from this address",
+				"Retry-After", retryAfter(retry))
 			return
 		}
 	}
 	if !rl.conns.Acquire(key, rl.cfg.ConnectionsPerIP) {
 		rl.hits.conns.Inc()
-		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusTooManyRequests,
-			Reason: "too many connections from this address"})
+		g.refuse(w, r, rs.cfg.Name, http.StatusTooManyRequests, "too many connections from this address")
 		return
 	}
 	if g.draining.Load() {
 		rl.conns.Release(key)
-		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusServiceUnavailable,
-			Reason: "gateway is shutting down", Header: http.Header{"Retry-After": {"5"}, "Connection": {"close"}}})
+		g.refuse(w, r, rs.cfg.Name, http.StatusServiceUnavailable, "gateway is shutting down",
+			"Retry-After", "5", "Connection", "close")
 		return
 	}
 	if n := g.slots.Add(1); snap.cfg.Server.MaxConnections > 0 && n > int64(snap.cfg.Server.MaxConnections) {
 		g.slots.Add(-1)
 		rl.conns.Release(key)
-		g.reject(w, r, rs.cfg.Name, &handshake.Rejection{Status: http.StatusServiceUnavailable,
-			Reason: "gateway at max_connections", Header: http.Header{"Retry-After": {"1"}}})
+		g.refuse(w, r, rs.cfg.Name, http.StatusServiceUnavailable, "gateway at max_connections",
+			"Retry-After", "1")
 		return
 	}
 	// release gives back what this handshake holds; once the session runs,
@@ -234,11 +232,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.upstreamFailed(w, r, rs.cfg.Name, err)
 		return
 	}
-	var extra http.Header
-	if sc := up.Header.Values("Set-Cookie"); len(sc) > 0 {
-		extra = http.Header{"Set-Cookie": sc}
-	}
-	conn, br, err := handshake.Upgrade(w, req, up.Protocol, extra)
+	conn, br, err := handshake.Upgrade(w, req, up.Protocol, cookies(up.Header))
 	if err != nil {
 		release()
 		up.Conn.Close()
@@ -410,6 +404,34 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, route s
 		g.log.Warn().Err(err).Str("route", route).Msg("upstream handshake failed")
 		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusBadGateway, Reason: reason})
 	}
+}
+
+// refuse answers a rejection decided by the gateway itself (route, Origin,
+// limits), with kv as header name/value pairs. It is not inlined: ServeHTTP's
+// stack frame lives as long as the handshake, and each rejection's header
+// map and Rejection would take room in it.
+//
+//go:noinline
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, route string, status int, reason string, kv ...string) {
+	rej := &handshake.Rejection{Status: status, Reason: reason}
+	if len(kv) > 0 {
+		rej.Header = make(http.Header, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			rej.Header[kv[i]] = append(rej.Header[kv[i]], kv[i+1])
+		}
+	}
+	g.reject(w, r, route, rej)
+}
+
+// cookies is the upstream's Set-Cookie, to go on the client's 101, or nil.
+// Not inlined, for the same reason as refuse.
+//
+//go:noinline
+func cookies(h http.Header) http.Header {
+	if sc := h.Values("Set-Cookie"); len(sc) > 0 {
+		return http.Header{"Set-Cookie": sc}
+	}
+	return nil
 }
 
 func (g *Gateway) reject(w http.ResponseWriter, r *http.Request, route string, rej *handshake.Rejection) {

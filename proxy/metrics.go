@@ -34,6 +34,16 @@ type metrics struct {
 
 	mu     sync.Mutex
 	routes map[string]*routeStats // by route name; never removed (bounded by the names ever configured)
+	// closeSeries caches closes' children, so that a session's end does
+	// not hash its labels again: bounded like the series themselves.
+	closeSeries map[closeKey]prometheus.Counter
+}
+
+// closeKey names a wsgate_close_total series; code is -1 for "none".
+type closeKey struct {
+	route string
+	side  side
+	code  int
 }
 
 // routeStats are a route's sessions: how many started, what the finished
@@ -60,7 +70,8 @@ func newMetrics(g *Gateway) *metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wsgate_rate_limited_total", Help: "Rate-limit hits, by route and kind (handshakes, connections_per_ip, messages, messages_per_ip, bytes, frames).",
 		}, []string{"route", "kind"}),
-		routes: make(map[string]*routeStats),
+		routes:      make(map[string]*routeStats),
+		closeSeries: make(map[closeKey]prometheus.Counter),
 	}
 	m.reg.MustRegister(m.rejected, m.dial, m.closes, m.rateLimited,
 		&liveCollector{g: g},
@@ -97,10 +108,25 @@ func (m *metrics) sessionEnded(s *session) {
 	r.messages[1] += float64(s.u.messages.Load())
 	r.bytes[0] += float64(s.c.bytes.Load())
 	r.bytes[1] += float64(s.u.bytes.Load())
+	cc, cu := m.closeCounter(s.route, &s.c), m.closeCounter(s.route, &s.u)
 	m.mu.Unlock()
-	for _, l := range []*leg{&s.c, &s.u} {
-		m.closes.WithLabelValues(s.route, l.side.String(), sentCodeLabel(l)).Inc()
+	cc.Inc()
+	cu.Inc()
+}
+
+// closeCounter returns the close_total series of a finished leg; the caller
+// holds mu.
+func (m *metrics) closeCounter(route string, l *leg) prometheus.Counter {
+	k := closeKey{route: route, side: l.side, code: -1}
+	if l.sentAny {
+		k.code = int(l.sentCode)
 	}
+	c := m.closeSeries[k]
+	if c == nil {
+		c = m.closes.WithLabelValues(route, l.side.String(), sentCodeLabel(l))
+		m.closeSeries[k] = c
+	}
+	return c
 }
 
 // sentCodeLabel is the close_total code of a finished leg: the Close frame
