@@ -115,6 +115,7 @@ func (s *session) tryPark(src *leg) bool {
 		// Resumed already, on a new goroutine with a new reader.
 	}
 	putReader(br)
+	parksSinceTrim.Add(1)
 	return true
 }
 

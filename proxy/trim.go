@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,10 +22,19 @@ import (
 // trimEvery is how often trimMemory looks.
 const trimEvery = 250 * time.Millisecond
 
+// parksSinceTrim counts legs parked since the last trim. Parking frees
+// memory the heap figures cannot show until a collection runs: when the last
+// collection ran at the peak of a burst, the live heap it found includes the
+// read buffers and stacks that parking has since given up.
+var parksSinceTrim atomic.Int64
+
+// parkFreed is what one park gives up: a read buffer and a pump's stack.
+const parkFreed = readerSize + 4<<10
+
 // trimPolicy decides whether to trim, from the heap's objects now (live and
-// garbage), the live heap found by the last collection, and what was
-// allocated since the last look.
-func trimPolicy(objects, live, allocated uint64) bool {
+// garbage), the live heap found by the last collection, what was allocated
+// since the last look, and what parking has freed since the last trim.
+func trimPolicy(objects, live, allocated, parked uint64) bool {
 	const (
 		minGarbage = 8 << 20   // not worth a collection below this
 		quiet      = 256 << 10 // allocated per look: at most this
@@ -33,6 +43,7 @@ func trimPolicy(objects, live, allocated uint64) bool {
 	if objects > live {
 		garbage = objects - live
 	}
+	garbage = max(garbage, parked)
 	return allocated <= quiet && garbage >= max(minGarbage, live/8)
 }
 
@@ -59,8 +70,9 @@ func (g *Gateway) trimMemory(ctx context.Context) {
 		objects, live, allocs := samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64()
 		allocated := allocs - lastAllocs
 		lastAllocs = allocs
-		g.log.Debug().Uint64("objects", objects).Uint64("live", live).Uint64("allocated", allocated).Msg("trim check")
-		if trimPolicy(objects, live, allocated) {
+		parked := uint64(max(parksSinceTrim.Load(), 0)) * parkFreed
+		if trimPolicy(objects, live, allocated, parked) {
+			parksSinceTrim.Store(0)
 			// Two cycles: the first moves what sync.Pools hold (idle read
 			// buffers, among others) to their victim caches, the second
 			// frees it; FreeOSMemory's cycle is the second.
