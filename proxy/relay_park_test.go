@@ -4,10 +4,14 @@ package proxy
 // buffer, and every way a session can go on or end still works from there.
 
 import (
+	"bytes"
 	"context"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"wsgate/frame"
 )
@@ -157,4 +161,52 @@ func TestParkShutdown(t *testing.T) {
 		t.Fatal("shutdown did not finish")
 	}
 	expectLog(t, gw, "reason", "shutdown")
+}
+
+// Third-party peers across parks: a gorilla client and upstream, a
+// fragmented text message, a binary message and a ping after each park, then
+// a normal close (RFC 6455 §5.4, §5.5.2, §7.1.2).
+func TestParkGorillaPeers(t *testing.T) {
+	up := newGorillaUpstream(t, nil) // echoes every message
+	gw := startGateway(t, relayYAML(up.URL))
+	c := gorillaDial(t, gw)
+	pongs := make(chan string, 4)
+	c.SetPongHandler(func(s string) error { pongs <- s; return nil })
+	text := strings.Repeat("héllo wörld ", 1500) // ~20 KB: gorilla sends it in fragments
+	bin := bytes.Repeat([]byte{0, 1, 2, 0xff}, 5000)
+	for round := range 2 {
+		waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+		if err := c.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteControl(websocket.PingMessage, []byte("p"+itoa(round)), time.Now().Add(relayIO)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteMessage(websocket.BinaryMessage, bin); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(relayIO))
+		for _, want := range []struct {
+			op int
+			p  []byte
+		}{{websocket.TextMessage, []byte(text)}, {websocket.BinaryMessage, bin}} {
+			op, p, err := c.ReadMessage() // runs the pong handler on the way
+			if err != nil || op != want.op || !bytes.Equal(p, want.p) {
+				t.Fatalf("round %d: got op %d, %d bytes, %v; want op %d, %d bytes", round, op, len(p), err, want.op, len(want.p))
+			}
+		}
+		select {
+		case s := <-pongs:
+			if s != "p"+itoa(round) {
+				t.Errorf("round %d: pong %q, want %q", round, s, "p"+itoa(round))
+			}
+		default:
+			t.Errorf("round %d: no pong for the relayed ping", round)
+		}
+	}
+	if err := c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "done"), time.Now().Add(relayIO)); err != nil {
+		t.Fatal(err)
+	}
+	up.expectClose(t, 1000, "done")
+	expectLog(t, gw, "reason", "normal", "closed_by", "client", "client_close_code", "1000", "upstream_close_code", "1000")
 }
