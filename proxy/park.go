@@ -109,6 +109,9 @@ func (s *session) tryPark(src *leg) bool {
 	// show; one after it finds the leg parked and resumes it.
 	if gen != src.gen.Load() || !s.parkable(src) || !s.parkTimer(src) || !p.arm(src) {
 		if src.parked.CompareAndSwap(true, false) {
+			if src.ptimer != nil {
+				src.ptimer.Stop()
+			}
 			src.br = br
 			return false
 		}
@@ -178,6 +181,7 @@ func (s *session) resume(l *leg, readable bool) {
 	if readable {
 		l.resumed = s.now()
 	}
+	parksSinceTrim.Add(-1)
 	l.br = getReader(l.conn)
 	s.runPump(l)
 }

@@ -309,6 +309,10 @@ func cutSession(s *session) {
 		}
 		_ = c.Close()
 	}
+	// A parked leg learns nothing from its closed descriptor (closing it
+	// takes it out of the poller silently): resume its pump.
+	s.c.kick()
+	s.u.kick()
 }
 
 func (g *Gateway) adminHandler() http.Handler {

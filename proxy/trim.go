@@ -22,7 +22,9 @@ import (
 // trimEvery is how often trimMemory looks.
 const trimEvery = 250 * time.Millisecond
 
-// parksSinceTrim counts legs parked since the last trim. Parking frees
+// parksSinceTrim counts legs parked since the last trim, less those resumed
+// since (a keepalive cycle that wakes a leg and parks it again frees
+// nothing new). Parking frees
 // memory the heap figures cannot show until a collection runs: when the last
 // collection ran at the peak of a burst, the live heap it found includes the
 // read buffers and stacks that parking has since given up.

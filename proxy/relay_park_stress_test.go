@@ -1,0 +1,166 @@
+package proxy
+
+// Parking under stress: traffic around the parkAfter boundary, keepalive
+// pings and every kind of ending; every session must end and leave nothing
+// in the poller.
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"wsgate/frame"
+)
+
+func parkEchoUpstream(t *testing.T) *rawUpstream {
+	return newRawUpstream(t, func(p *rawPeer) {
+		for {
+			f, err := p.read()
+			if err != nil {
+				return
+			}
+			switch f.Opcode {
+			case frame.OpText, frame.OpBinary:
+				if string(f.Payload) == "quit" {
+					return // abrupt TCP close
+				}
+				if p.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: f.Opcode}, f.Payload)) != nil {
+					return
+				}
+			case frame.OpPing:
+				_ = p.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPong}, f.Payload))
+			case frame.OpClose:
+				_ = p.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
+				return
+			}
+		}
+	})
+}
+
+func TestParkStress(t *testing.T) {
+	up := parkEchoUpstream(t)
+	gw := startGateway(t, relayYAML(up.URL, "ping_interval", "1200ms", "pong_timeout", "2s"))
+	const n, rounds = 12, 3
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := dialRawErr(gw.Addr, "/")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			c.t = t
+			defer c.conn.Close()
+			jitter := func() { time.Sleep(parkAfter - 60*time.Millisecond + time.Duration(rand.IntN(120))*time.Millisecond) }
+			awaitEcho := func(want string) bool {
+				for {
+					f, err := c.read()
+					if err != nil {
+						t.Errorf("session %d: %v waiting for %q", i, err, want)
+						return false
+					}
+					switch f.Opcode {
+					case frame.OpPing:
+						_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpPong), f.Payload))
+					case frame.OpText:
+						if string(f.Payload) == want {
+							return true
+						}
+					case frame.OpClose:
+						t.Errorf("session %d: unexpected close %v", i, f)
+						return false
+					}
+				}
+			}
+			for r := range rounds {
+				jitter()
+				msg := "m" + itoa(i) + "." + itoa(r)
+				if c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpText), []byte(msg))) != nil {
+					t.Errorf("session %d: write failed", i)
+					return
+				}
+				if !awaitEcho(msg) {
+					return
+				}
+			}
+			jitter()
+			switch i % 3 {
+			case 0:
+				_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpClose), closePayload(1000, "bye")))
+				for {
+					f, err := c.read()
+					if err != nil {
+						t.Errorf("session %d: %v waiting for close", i, err)
+						return
+					}
+					if f.Opcode == frame.OpClose {
+						return
+					}
+				}
+			case 1:
+				c.conn.Close()
+			case 2:
+				_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpText), []byte("quit")))
+				for {
+					f, err := c.read()
+					if err != nil {
+						t.Errorf("session %d: %v waiting for close after upstream gone", i, err)
+						return
+					}
+					if f.Opcode == frame.OpClose {
+						_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpClose), f.Payload))
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(8 * time.Second)
+	for gw.active.Load() != 0 {
+		if time.Now().After(deadline) {
+			p, l := parkedLegs(gw.Gateway)
+			t.Fatalf("%d sessions still open (%d of %d legs parked)", gw.active.Load(), p, l)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Entries of finished legs would be a leak (legs of other tests'
+	// sessions still running may be there legitimately).
+	left := 0
+	thePoller().mu.Lock()
+	for _, l := range thePoller().legs {
+		if l.dead.Load() {
+			left++
+		}
+	}
+	thePoller().mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d poller entries of finished legs left after every session ended", left)
+	}
+}
+
+// cutSession (shutdown_grace) on a session whose legs are parked with no
+// timers: a closed descriptor leaves the poller without an event, so the
+// cut must resume the legs itself, and the session ends.
+func TestParkCutSession(t *testing.T) {
+	up, ups := rawUpstreamChan(t)
+	gw := startGateway(t, relayYAML(up.URL))
+	c := dialRaw(t, gw.Addr, "/")
+	defer c.conn.Close()
+	_ = recvPeer(t, ups)
+	waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+	for _, s := range gw.reg.list() {
+		cutSession(s)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for gw.active.Load() != 0 {
+		if time.Now().After(deadline) {
+			p, l := parkedLegs(gw.Gateway)
+			t.Fatalf("cut session never ended: %d of %d legs still parked", p, l)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
