@@ -92,7 +92,8 @@ func normalize(h http.Header) http.Header {
 	return h
 }
 
-func forwardCases() []struct {
+// forwardCase is one request for upstreamHeader.
+type forwardCase struct {
 	name    string
 	remote  string
 	host    string
@@ -100,17 +101,11 @@ func forwardCases() []struct {
 	header  http.Header
 	set     map[string]string
 	proxies []netip.Prefix
-} {
+}
+
+func forwardCases() []forwardCase {
 	trustLo := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-	return []struct {
-		name    string
-		remote  string
-		host    string
-		tls     bool
-		header  http.Header
-		set     map[string]string
-		proxies []netip.Prefix
-	}{
+	return []forwardCase{
 		{name: "browser", remote: "192.0.2.7:5555", host: "gw.example:8080", header: http.Header{
 			"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="},
 			"Sec-Websocket-Version": {"13"}, "Sec-Websocket-Extensions": {"permessage-deflate"},

@@ -62,19 +62,9 @@ func newAllocEchoUpstream(t testing.TB, maxPayload int) *allocEchoUpstream {
 		}
 		defer conn.Close()
 		br := bufio.NewReaderSize(conn, 64<<10)
-		_ = conn.SetDeadline(time.Now().Add(relayIO))
-		req, err := http.ReadRequest(br)
-		if err != nil {
+		if !answerUpgrade(conn, br) {
 			return
 		}
-		hs, rej := handshake.Check(req)
-		if rej != nil {
-			return
-		}
-		if _, err := conn.Write(handshake.AppendResponse101(nil, hs.Key, "", nil)); err != nil {
-			return
-		}
-		_ = conn.SetDeadline(time.Time{})
 		echoFrames(conn, br, make([]byte, frame.MaxHeaderSize+maxPayload))
 	}()
 	t.Cleanup(func() {

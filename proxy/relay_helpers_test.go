@@ -369,23 +369,32 @@ func (u *rawUpstream) serve(t testing.TB) {
 				u.mu.Unlock()
 				conn.Close()
 			}()
-			_ = conn.SetDeadline(time.Now().Add(relayIO))
 			br := bufio.NewReader(conn)
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
+			if answerUpgrade(conn, br) {
+				u.handle(&rawPeer{t: t, conn: conn, br: br})
 			}
-			hs, rej := handshake.Check(req)
-			if rej != nil {
-				return
-			}
-			if _, err := conn.Write(handshake.AppendResponse101(nil, hs.Key, "", nil)); err != nil {
-				return
-			}
-			_ = conn.SetDeadline(time.Time{})
-			u.handle(&rawPeer{t: t, conn: conn, br: br})
 		}()
 	}
+}
+
+// answerUpgrade reads an opening handshake from conn (through br) and
+// answers it with a 101 by hand, within relayIO. It reports whether the
+// connection is now a WebSocket.
+func answerUpgrade(conn net.Conn, br *bufio.Reader) bool {
+	_ = conn.SetDeadline(time.Now().Add(relayIO))
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return false
+	}
+	hs, rej := handshake.Check(req)
+	if rej != nil {
+		return false
+	}
+	if _, err := conn.Write(handshake.AppendResponse101(nil, hs.Key, "", nil)); err != nil {
+		return false
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return true
 }
 
 func (u *rawUpstream) close() {
