@@ -24,7 +24,7 @@ const (
 // totals in one step under mu, so a scrape never misses it nor counts it
 // twice, and the counters never go backwards. Label values are bounded:
 // route names and configured upstreams (plus HTTP statuses and close
-// codes).
+// codes, at most maxAppCloseCodes of them chosen by peers).
 type metrics struct {
 	reg         *prometheus.Registry
 	rejected    *prometheus.CounterVec   // route, status
@@ -37,6 +37,9 @@ type metrics struct {
 	// closeSeries caches closes' children, so that a session's end does
 	// not hash its labels again: bounded like the series themselves.
 	closeSeries map[closeKey]prometheus.Counter
+	// appCodes are the application close codes that have a label of their
+	// own (see maxAppCloseCodes).
+	appCodes map[int]struct{}
 }
 
 // closeKey names a wsgate_close_total series; code is -1 for "none".
@@ -65,13 +68,14 @@ func newMetrics(g *Gateway) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wsgate_close_total", Help: "Session legs ended, by route, the leg the gateway sent the Close frame on (client or upstream), and its code (\"none\" when the leg ended without one).",
+			Name: "wsgate_close_total", Help: "Session legs ended, by route, the leg the gateway sent the Close frame on (client or upstream), and its code (\"none\" when the leg ended without one; \"other\" for application codes 3000-4999 past the first 64 distinct ones).",
 		}, []string{"route", "side", "code"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wsgate_rate_limited_total", Help: "Rate-limit hits, by route and kind (handshakes, connections_per_ip, messages, messages_per_ip, bytes, frames).",
 		}, []string{"route", "kind"}),
 		routes:      make(map[string]*routeStats),
 		closeSeries: make(map[closeKey]prometheus.Counter),
+		appCodes:    make(map[int]struct{}),
 	}
 	m.reg.MustRegister(m.rejected, m.dial, m.closes, m.rateLimited,
 		&liveCollector{g: g},
@@ -120,22 +124,48 @@ func (m *metrics) closeCounter(route string, l *leg) prometheus.Counter {
 	k := closeKey{route: route, side: l.side, code: -1}
 	if l.sentAny {
 		k.code = int(l.sentCode)
+		if isAppCode(k.code) {
+			if _, seen := m.appCodes[k.code]; !seen {
+				if len(m.appCodes) >= maxAppCloseCodes {
+					k.code = otherCode
+				} else {
+					m.appCodes[k.code] = struct{}{}
+				}
+			}
+		}
 	}
 	c := m.closeSeries[k]
 	if c == nil {
-		c = m.closes.WithLabelValues(route, l.side.String(), sentCodeLabel(l))
+		c = m.closes.WithLabelValues(route, l.side.String(), closeCodeLabel(k.code))
 		m.closeSeries[k] = c
 	}
 	return c
 }
 
-// sentCodeLabel is the close_total code of a finished leg: the Close frame
-// the gateway got onto the wire (1005 for one without a code), or "none".
-func sentCodeLabel(l *leg) string {
-	if !l.sentAny {
+// maxAppCloseCodes bounds the close_total series that application codes
+// (3000-4999, RFC 6455 §7.4.2) make: peers choose them, so without a bound a
+// client cycling through all 2,000 would add 2,000 series per route and side.
+// The first maxAppCloseCodes distinct ones the gateway relays get their own
+// label; later ones are counted under code="other". Codes 1000-2999 need no
+// bound: the relay passes only the few that RFC 6455 and IANA define.
+const maxAppCloseCodes = 64
+
+// otherCode is the closeKey code of the "other" series.
+const otherCode = -2
+
+func isAppCode(c int) bool { return c >= 3000 && c <= 4999 }
+
+// closeCodeLabel is the close_total code label of a closeKey code: the Close
+// frame the gateway got onto the wire (1005 for one without a code), "none"
+// when the leg ended without one, or "other" (see maxAppCloseCodes).
+func closeCodeLabel(code int) string {
+	switch code {
+	case -1:
 		return "none"
+	case otherCode:
+		return "other"
 	}
-	return strconv.Itoa(int(l.sentCode))
+	return strconv.Itoa(code)
 }
 
 var (

@@ -1205,3 +1205,50 @@ func benchEcho(peers []*rawPeer, n int, batch []byte, frameLen int) error {
 	close(errs)
 	return <-errs
 }
+
+// TestMetricsAppCloseCodesBounded: application close codes (RFC 6455
+// §7.4.2, 3000-4999) are the peers' choice, so the series they make are
+// bounded: the first maxAppCloseCodes distinct codes relayed get a label of
+// their own, later ones are counted as code="other"; protocol codes keep
+// theirs.
+func TestMetricsAppCloseCodesBounded(t *testing.T) {
+	t.Parallel()
+	gw := startAdminGateway(t, e2eHead+"  ping_interval: 0s\nroutes:\n  - {name: echo, path: /echo, upstreams: [\"builtin:echo\"]}\n", false)
+	const extra = 6
+	closeWith := func(code frame.CloseCode) {
+		t.Helper()
+		p := dialRaw(t, gw.Addr, "/echo")
+		p.sendClose(code, "x")
+		p.expectClose(int(code), "x")
+		p.conn.Close()
+	}
+	for i := range maxAppCloseCodes + extra {
+		closeWith(frame.CloseCode(4000 + i))
+	}
+	closeWith(4000)              // seen already: its own series
+	closeWith(frame.CloseNormal) // protocol codes are never folded
+	closeWith(3999)              // a new one past the bound
+	waitFor(t, "the sessions to end", func() bool { return gw.Sessions() == 0 })
+
+	got := wsgateSeries(t, scrape(t, gw.AdminAddr))
+	codes := map[string]float64{}
+	clientClose := regexp.MustCompile(`^wsgate_close_total\{code="([^"]*)",route="echo",side="client"\}$`)
+	for k, v := range got {
+		if m := clientClose.FindStringSubmatch(k); m != nil {
+			codes[m[1]] = v
+		}
+	}
+	if len(codes) != maxAppCloseCodes+2 {
+		t.Errorf("%d client close_total series, want %d (the bound, 1000 and other): %v", len(codes), maxAppCloseCodes+2, codes)
+	}
+	for code, want := range map[string]float64{
+		"4000": 2, "4001": 1, strconv.Itoa(4000 + maxAppCloseCodes - 1): 1, "1000": 1, "other": extra + 1,
+	} {
+		if codes[code] != want {
+			t.Errorf("client close_total{code=%q} = %v, want %v", code, codes[code], want)
+		}
+	}
+	if _, ok := codes[strconv.Itoa(4000+maxAppCloseCodes)]; ok {
+		t.Errorf("code %d has a series of its own past the bound", 4000+maxAppCloseCodes)
+	}
+}
