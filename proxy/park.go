@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -16,9 +17,8 @@ import (
 // timer, or a wake from the rest of the session (a Close to send, the other
 // side gone, shutdown) — starts a new pump goroutine on the same leg state.
 //
-// Only plain TCP legs park: a TLS or PROXY-protocol connection may hold
-// bytes already read from the socket in its own buffers, where the
-// descriptor's readiness cannot see them.
+// Legs over TCP park, with TLS or the PROXY protocol on top or not (see
+// tcpUnder); only a leg with no socket under it (net.Pipe) never does.
 
 // parkAfter is how long a leg must go without a frame before it parks. Busy
 // legs never park; an idle one costs one extra wake-up when it does.
@@ -42,26 +42,43 @@ func putReader(br *bufio.Reader) {
 
 // attach makes c the leg's connection. br holds whatever was read past the
 // handshake; when it holds nothing a pooled reader takes its place (reads
-// then go to c directly, not through the handshake's reader). Plain TCP
-// legs are marked parkable.
+// then go to c directly, not through the handshake's reader). Legs over
+// TCP are marked parkable.
 func (l *leg) attach(s *session, c net.Conn, br *bufio.Reader) {
 	l.s, l.conn = s, c
 	if br == nil || br.Buffered() == 0 {
 		br = getReader(c)
 	}
 	l.br = br
-	var tc *net.TCPConn
-	switch c := c.(type) {
-	case *net.TCPConn:
-		tc = c
-	case *gateConn:
-		if c.Conn == c.raw {
-			tc, _ = c.raw.(*net.TCPConn)
-		}
-	}
-	if tc != nil {
+	if tc := tcpUnder(c); tc != nil {
 		if rc, err := tc.SyscallConn(); err == nil {
 			l.raw = rc
+		}
+	}
+}
+
+// tcpUnder is the TCP connection under c, through the layers the gateway
+// puts on one (its listener's wrapper, the PROXY protocol reader, TLS), or
+// nil (a net.Pipe in tests).
+//
+// A layer may keep bytes it read from the socket in a buffer of its own —
+// the PROXY reader what followed the header, TLS a partial record — where
+// the descriptor's readiness cannot see them. That does not stop the leg
+// parking: it parks only right after a read timed out at a frame boundary,
+// and a layer's read blocks on the socket (and so can time out) only when
+// it has nothing buffered that it could return. A partial TLS record needs
+// more bytes from the socket, which wake the leg.
+func tcpUnder(c net.Conn) *net.TCPConn {
+	for {
+		switch x := c.(type) {
+		case *net.TCPConn:
+			return x
+		case *gateConn:
+			c = x.raw
+		case *tls.Conn:
+			c = x.NetConn()
+		default:
+			return nil
 		}
 	}
 }

@@ -6,6 +6,9 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -209,4 +212,95 @@ func TestParkGorillaPeers(t *testing.T) {
 	}
 	up.expectClose(t, 1000, "done")
 	expectLog(t, gw, "reason", "normal", "closed_by", "client", "client_close_code", "1000", "upstream_close_code", "1000")
+}
+
+// Behind a load balancer that speaks the PROXY protocol, client legs park
+// too, once the protocol reader has handed on what it buffered past the
+// header: a small request arrives whole in that buffer, a large one is
+// read past it. Messages either way resume the legs; the client address
+// is the header's throughout.
+func TestParkProxyProtocol(t *testing.T) {
+	up, ups := rawUpstreamChan(t)
+	gw := startGateway(t, relayYAML(up.URL, "server.proxy_protocol", "true"))
+	for i, c := range []struct {
+		name, client string
+		header       []byte
+		extra        []string
+	}{
+		{"v1-request-in-header-buffer", "203.0.113.7", proxyV1("203.0.113.7"), nil},
+		{"v2-request-past-header-buffer", "198.51.100.9", proxyV2(t, "198.51.100.9"),
+			[]string{"X-Padding: " + strings.Repeat("p", 3000)}},
+	} {
+		a := mustHandshake(t, gw.Addr, "", c.header, c.extra...)
+		expectStatus(t, a, 101, c.name)
+		cl, u := a.peer, recvPeer(t, ups)
+		waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+		for round := range 2 {
+			msg := []byte(c.name + " " + itoa(round))
+			cl.send(true, frame.OpText, msg)
+			if f := u.next(); f.Opcode != frame.OpText || string(f.Payload) != string(msg) {
+				t.Fatalf("%s: upstream got %v, want %q", c.name, f, msg)
+			}
+			u.send(true, frame.OpBinary, msg)
+			if f := cl.next(); f.Opcode != frame.OpBinary || string(f.Payload) != string(msg) {
+				t.Fatalf("%s: client got %v, want %q", c.name, f, msg)
+			}
+			waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+		}
+		cl.sendClose(1000, "bye")
+		u.expectClose(1000, "bye")
+		u.sendClose(1000, "bye")
+		cl.expectClose(1000, "bye")
+		waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
+		if m := sessionLog(t, gw, i+1); m["client"] != c.client || m["reason"] != "normal" {
+			t.Errorf("%s: access log client %v reason %v, want %s normal", c.name, m["client"], m["reason"], c.client)
+		}
+	}
+}
+
+// TLS legs park as well, on both sides (wss:// from a gorilla client,
+// wss:// to a gorilla upstream), under TLS 1.3 and 1.2: crypto/tls reads
+// the socket only when it holds no whole record, so a leg whose read timed
+// out has nothing left above the descriptor. Messages of one byte to many
+// records resume the legs intact, and they park again.
+func TestParkTLS(t *testing.T) {
+	ca := newTLSCA(t, "wsgate test CA")
+	upCA := newTLSCA(t, "upstream CA")
+	up := newTLSEchoUpstream(t, upCA.leaf(t, "127.0.0.1"))
+	routes := tlsRoute("wss", "/ws", up.URL+"/ws", fmt.Sprintf("upstream_tls: {ca: %q}", upCA.file))
+	gw := startTLSGateway(t, tlsConfigYAML([]*tlsLeaf{ca.leaf(t, "a.test")}, "", routes))
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		d := websocket.Dialer{
+			TLSClientConfig:  &tls.Config{RootCAs: ca.pool, ServerName: "a.test", MaxVersion: version},
+			HandshakeTimeout: tlsIO,
+			NetDialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, gw.TLSAddr)
+			},
+		}
+		c, _, err := d.Dial("wss://a.test:"+gw.TLSPort+"/ws", nil)
+		if err != nil {
+			t.Fatalf("TLS %x: %v", version, err)
+		}
+		up.request(t)
+		waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+		for _, size := range []int{1, 125, 20_000, 70_000} {
+			msg := bytes.Repeat([]byte{byte(size)}, size)
+			_ = c.SetReadDeadline(time.Now().Add(tlsIO))
+			_ = c.SetWriteDeadline(time.Now().Add(tlsIO))
+			if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+				t.Fatal(err)
+			}
+			typ, p, err := c.ReadMessage()
+			if err != nil || typ != websocket.BinaryMessage || !bytes.Equal(p, msg) {
+				t.Fatalf("TLS %x, %d bytes: echo type %d, %d bytes, %v", version, size, typ, len(p), err)
+			}
+			waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+		}
+		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"), time.Now().Add(tlsIO))
+		if code := up.closeCode(t, tlsIO); code != 1000 {
+			t.Errorf("TLS %x: the upstream got close %d, want 1000", version, code)
+		}
+		c.Close()
+		waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
+	}
 }
