@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestLimitHandshakesRetryAfter(t *testing.T) {
@@ -186,6 +189,15 @@ func TestLimitMaxHeaderBytes(t *testing.T) {
 				t.Errorf("max_header_bytes %d, head of %d bytes: %d, want %d", max, size, rc.resp.StatusCode, want)
 			}
 		}
+		// Logged and counted once, whichever of net/http (above its
+		// floor) and the gateway answered.
+		waitFor(t, "the 431 to be logged", func() bool { return len(gw.Logs.Lines(`"status":431`)) > 0 })
+		if lines := gw.Logs.Lines(`"event":"rejected"`, `"status":431`, `"route":""`, "max_header_bytes"); len(lines) != 1 {
+			t.Errorf("max_header_bytes %d: %d rejection lines for the 431, want 1:\n%s", max, len(lines), gw.Logs.String())
+		}
+		if n := rejectedCount(t, gw.Gateway, "431"); n != 1 {
+			t.Errorf("max_header_bytes %d: rejected{route=\"\",status=\"431\"} = %v, want 1", max, n)
+		}
 		gw.stop()
 	}
 }
@@ -261,4 +273,56 @@ func TestLimitTrustedProxyClientAddress(t *testing.T) {
 		}
 		a.peer.conn.Close()
 	}
+}
+
+// TestNetHTTPRefusalsLogged: requests net/http refuses by itself, before
+// the gateway's handler runs (RFC 9112 §3.2: no Host; §6.1: a transfer
+// coding it does not know; a malformed header line), get net/http's status,
+// and are logged and counted as rejected handshakes like the gateway's own
+// refusals; the gateway's own 404 is logged once, not twice.
+func TestNetHTTPRefusalsLogged(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, relayYAML("builtin:echo"))
+	defer func() {
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", gw.Logs.String())
+		}
+	}()
+	for _, c := range []struct {
+		name, req string
+		status    int
+		reason    string
+	}{
+		// Before any route is matched: route="".
+		{"no Host", "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 400, "missing required Host header"},
+		{"unknown transfer coding", "GET /ws HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: bogus\r\n\r\n", 501, "Unsupported transfer encoding"},
+		{"malformed header", "GET /ws HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n", 400, "malformed request (400 Bad Request)"},
+		// The gateway's own, on a route.
+		{"no upgrade", "GET /ws HTTP/1.1\r\nHost: a\r\n\r\n", 426, "upgrade to websocket required"},
+	} {
+		rc := exchange(t, gw.Addr, c.req)
+		if rc.resp.StatusCode != c.status {
+			t.Fatalf("%s: status %d, want %d", c.name, rc.resp.StatusCode, c.status)
+		}
+		st := `"status":` + strconv.Itoa(c.status)
+		waitFor(t, c.name+" to be logged", func() bool { return len(gw.Logs.Lines(`"event":"rejected"`, st, c.reason)) > 0 })
+		if lines := gw.Logs.Lines(`"event":"rejected"`, st, c.reason); len(lines) != 1 {
+			t.Errorf("%s: %d rejection lines, want 1", c.name, len(lines))
+		}
+	}
+	for status, want := range map[string]float64{"400": 2, "501": 1} {
+		if n := rejectedCount(t, gw.Gateway, status); n != want {
+			t.Errorf(`rejected{route="",status=%q} = %v, want %v`, status, n, want)
+		}
+	}
+}
+
+// rejectedCount is wsgate_handshake_rejected_total{route="",status}.
+func rejectedCount(t testing.TB, g *Gateway, status string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.metrics.rejected.WithLabelValues("", status).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -27,12 +27,15 @@ package proxy
 // wire for either: the connection is just closed, as nginx does for 408).
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,6 +121,7 @@ type gateConn struct {
 	l        *gateListener
 
 	resolved atomic.Bool // the client address is known and admitted
+	upgraded atomic.Bool // hijacked: the session's client connection now
 	once     sync.Once
 	err      error // why the connection was refused (PROXY header, pending)
 
@@ -141,11 +145,7 @@ func (c *gateConn) admit(client netip.Addr) bool {
 	}
 	key := ratelimit.Key(client)
 	if !l.g.pending.Acquire(key, l.maxPending) {
-		l.g.metrics.rejected.WithLabelValues("", "429").Inc()
-		l.g.log.Info().Str("event", "rejected").Str("route", "").Str("client", client.String()).
-			Str("peer", c.raw.RemoteAddr().String()).Int("status", 429).
-			Str("reason", "too many unfinished handshakes from this address (max_pending_per_ip): connection closed").
-			Msg("handshake rejected")
+		c.rejected(client, 429, "too many unfinished handshakes from this address (max_pending_per_ip): connection closed")
 		return false
 	}
 	c.mu.Lock()
@@ -267,18 +267,72 @@ func (c *gateConn) expire() {
 		c.counted = false
 		c.l.g.pending.Release(c.key)
 	}
-	client := ""
-	if c.client.IsValid() {
-		client = c.client.String()
-	}
+	client := c.client
 	c.mu.Unlock()
-	g := c.l.g
-	g.metrics.rejected.WithLabelValues("", "408").Inc()
-	g.log.Info().Str("event", "rejected").Str("route", "").Str("client", client).
-		Str("peer", c.raw.RemoteAddr().String()).Int("status", 408).
-		Str("reason", "request not complete within handshake_timeout: connection closed").
-		Msg("handshake rejected")
+	c.rejected(client, 408, "request not complete within handshake_timeout: connection closed")
 	c.raw.Close()
+}
+
+// rejected logs and counts a handshake refused before any route was
+// matched (route="").
+func (c *gateConn) rejected(client netip.Addr, status int, reason string) {
+	g := c.l.g
+	g.metrics.rejected.WithLabelValues("", strconv.Itoa(status)).Inc()
+	cl := ""
+	if client.IsValid() {
+		cl = client.String()
+	}
+	g.log.Info().Str("event", "rejected").Str("route", "").Str("client", cl).
+		Str("peer", c.raw.RemoteAddr().String()).Int("status", status).Str("reason", reason).
+		Msg("handshake rejected")
+}
+
+// Write is the connection's Write. Before the upgrade it also notices the
+// answers net/http writes on its own, without calling the gateway's
+// handler, to requests it cannot parse (see httpRefusal), so that they are
+// logged and counted like every other rejected handshake. After the
+// upgrade it is one atomic load more than the TCP connection's.
+func (c *gateConn) Write(b []byte) (int, error) {
+	if !c.upgraded.Load() {
+		if status, reason, ok := httpRefusal(b); ok {
+			c.mu.Lock()
+			client := c.client
+			c.mu.Unlock()
+			c.rejected(client, status, reason)
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// netHTTPErrorHeaders are the headers of every answer net/http writes by
+// itself when it cannot read a request (net/http's conn.serve: too large a
+// head, a malformed request line or header, an unsupported transfer
+// encoding or version). A response written through an http.ResponseWriter
+// never has them in this order: it sorts its headers (Connection before
+// Content-Type) and adds Date and Content-Length.
+const netHTTPErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// httpRefusal recognises such an answer in b and returns its status and a
+// reason for the log: net/http's own text, which names what was wrong
+// without echoing the request.
+func httpRefusal(b []byte) (status int, reason string, ok bool) {
+	const prefix = "HTTP/1.1 "
+	if len(b) < len(prefix)+3 || string(b[:len(prefix)]) != prefix {
+		return 0, "", false
+	}
+	i := bytes.Index(b, []byte(netHTTPErrorHeaders))
+	if i < 0 {
+		return 0, "", false
+	}
+	status, err := strconv.Atoi(string(b[len(prefix) : len(prefix)+3]))
+	if err != nil || status < 400 || status > 599 {
+		return 0, "", false
+	}
+	body := string(b[i+len(netHTTPErrorHeaders):])
+	if status == http.StatusRequestHeaderFieldsTooLarge {
+		return status, "request headers larger than max_header_bytes: connection closed", true
+	}
+	return status, "malformed request (" + strings.ToValidUTF8(body, "?") + "): connection closed", true
 }
 
 // connState is the WebSocket servers' http.Server.ConnState hook.
@@ -295,7 +349,10 @@ func (g *Gateway) connState(nc net.Conn, st http.ConnState) {
 		c.active()
 	case http.StateIdle:
 		c.idle()
-	case http.StateHijacked, http.StateClosed:
+	case http.StateHijacked:
+		c.upgraded.Store(true)
+		c.finish()
+	case http.StateClosed:
 		c.finish()
 	}
 }
