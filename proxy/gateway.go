@@ -295,7 +295,10 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 	}
 	var cands [maxAttempts]*Backend
 	list := rs.pool.Candidates(cands[:0], client.String(), time.Now(), maxAttempts)
-	var lastErr error = errors.New("no upstream available")
+	if len(list) == 0 {
+		return nil, nil, errAllDrained
+	}
+	var lastErr error
 	for _, b := range list {
 		u := rs.upstream[b]
 		target, d := rs.targetURL(u)
@@ -331,6 +334,11 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 	}
 	return nil, nil, lastErr
 }
+
+// errAllDrained: every upstream of the route is out of the rotation by an
+// admin drain (POST /drain?upstream=), until the next reload. Upstreams
+// that are merely backing off after failures are still tried.
+var errAllDrained = errors.New("every upstream of this route is drained")
 
 // sendableQuery reports whether a query can go on the upstream's request
 // line: visible ASCII only (RFC 3986 §3.4).
@@ -394,6 +402,10 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, route s
 		g.dialOutOfFDs(route, err)
 		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusServiceUnavailable,
 			Reason: "gateway out of file descriptors", Header: http.Header{"Retry-After": {"1"}}})
+	case errors.Is(err, errAllDrained):
+		// Taken out on purpose, not failing: 503, as while draining.
+		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusServiceUnavailable,
+			Reason: errAllDrained.Error(), Header: http.Header{"Retry-After": {"5"}}})
 	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
 		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusGatewayTimeout, Reason: "upstream timed out"})
 	default:

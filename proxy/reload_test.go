@@ -420,6 +420,45 @@ routes:
 	}
 }
 
+// TestDrainEveryUpstream: with every upstream of a route drained, new
+// handshakes on it get 503 with Retry-After (the upstreams are out on
+// purpose, not failing: not 502), and are logged so; a reload puts them
+// back.
+func TestDrainEveryUpstream(t *testing.T) {
+	t.Parallel()
+	up := newGorillaUpstream(t, nil)
+	yamlText := fmt.Sprintf("server:\n  shutdown_grace: 3s\n  close_spread: 0s\nroutes:\n  - name: one\n    path: /\n    upstreams: [%q]\n", up.URL)
+	gw := startGateway(t, yamlText)
+	admin := httptest.NewServer(gw.adminHandler())
+	defer admin.Close()
+	resp, err := admin.Client().Post(admin.URL+"/drain?upstream="+up.URL, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("drain: %d", resp.StatusCode)
+	}
+	a := mustHandshake(t, gw.Addr, "", nil)
+	expectStatus(t, a, http.StatusServiceUnavailable, "every upstream drained")
+	if ra := a.resp.Header.Get("Retry-After"); ra == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	waitFor(t, "the rejection to be logged", func() bool {
+		return len(gw.Logs.Lines(`"event":"rejected"`, `"route":"one"`, `"status":503`, "drained")) == 1
+	})
+	cfg, err := ParseConfig("test.yaml", []byte(yamlText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	b := mustHandshake(t, gw.Addr, "", nil)
+	expectStatus(t, b, http.StatusSwitchingProtocols, "after the reload")
+	b.peer.echoOnce("back")
+}
+
 // sessionsOn counts gw's open sessions on upstream.
 func sessionsOn(gw *testGateway, upstream string) int {
 	n := 0
