@@ -19,8 +19,8 @@ import (
 )
 
 const (
-	streamSize  = 256 << 20
-	streamChunk = 64 << 10
+	streamSize      = 256 << 20
+	testStreamChunk = 64 << 10
 )
 
 // heapSampler records the largest HeapInuse seen above a baseline taken
@@ -66,7 +66,7 @@ func (h *heapSampler) growth() int64 {
 }
 
 // streamBlock is the data pattern: byte i of a message is block[i%len].
-var streamBlock = pattern(streamChunk, 0x5a)
+var streamBlock = pattern(testStreamChunk, 0x5a)
 
 // maskedBlock returns the pattern block masked with key, phase 0 at its
 // start. Frames start at multiples of 4 in the message and chunks at
@@ -101,8 +101,8 @@ func (p *rawPeer) writeStream(n, frameSize int64) error {
 			return err
 		}
 		for end := pos + fl; pos < end; {
-			s := pos % streamChunk
-			k := min(streamChunk-s, end-pos)
+			s := pos % testStreamChunk
+			k := min(testStreamChunk-s, end-pos)
 			if err := p.writeErr(block[s : s+k]); err != nil {
 				return err
 			}
@@ -115,7 +115,7 @@ func (p *rawPeer) writeStream(n, frameSize int64) error {
 // readStream reads one message as frames of any size, in chunks, checks
 // every byte against the pattern, and returns its size and frame count.
 func (p *rawPeer) readStream() (n int64, frames int, err error) {
-	buf := make([]byte, streamChunk)
+	buf := make([]byte, testStreamChunk)
 	for {
 		_ = p.conn.SetReadDeadline(time.Now().Add(relayIO))
 		h, err := frame.ReadHeader(p.br, frame.Rules{})
@@ -137,8 +137,8 @@ func (p *rawPeer) readStream() (n int64, frames int, err error) {
 			block = maskedBlock(h.Key)
 		}
 		for end := n + h.Length; n < end; {
-			s := n % streamChunk
-			k := min(streamChunk-s, end-n)
+			s := n % testStreamChunk
+			k := min(testStreamChunk-s, end-n)
 			c := buf[:k]
 			_ = p.conn.SetReadDeadline(time.Now().Add(relayIO))
 			if _, err := io.ReadFull(p.br, c); err != nil {
@@ -232,4 +232,48 @@ func TestRelayStreamOneFrame(t *testing.T) {
 // One 256 MiB message in 1 MiB frames, upstream -> client.
 func TestRelayStreamFragmented(t *testing.T) {
 	streamOnce(t, 1<<20, false)
+}
+
+// TestStreamBufCap: large frames stream through a streamChunk buffer while
+// fewer than maxStreamBufs are out, and through the 16 KiB relay buffer
+// once they all are (peers sending large frames slowly cannot pin more than
+// maxStreamBufs × streamChunk); frames arrive intact either way, in both
+// directions (RFC 6455 §5.3: re-masked towards the upstream, unmasked
+// back). Not parallel: it holds every large buffer of the process.
+func TestStreamBufCap(t *testing.T) {
+	gw := startGateway(t, relayYAML("builtin:echo", "max_frame_bytes", "2MiB", "max_message_bytes", "4MiB"))
+	echo := func(what string, size int) {
+		t.Helper()
+		p := dialRaw(t, gw.Addr, "/")
+		payload := pattern(size, byte(size))
+		p.send(true, frame.OpBinary, payload)
+		f := p.next()
+		if f.Opcode != frame.OpBinary || f.Masked || !bytes.Equal(f.Payload, payload) {
+			t.Fatalf("%s: echo of %d bytes came back as %v with %d bytes", what, size, f.Opcode, len(f.Payload))
+		}
+		p.sendClose(1000, "")
+		p.expectClose(1000, "")
+	}
+	echo("large buffers free", 1<<20+123)
+
+	var held []*[]byte
+	for range 2 * maxStreamBufs {
+		b := getStreamBuf()
+		if b == nil {
+			break
+		}
+		held = append(held, b)
+	}
+	if len(held) != maxStreamBufs {
+		t.Fatalf("took %d large stream buffers, want exactly maxStreamBufs (%d)", len(held), maxStreamBufs)
+	}
+	echo("every large buffer out", 1<<20+123)
+	for _, b := range held {
+		putStreamBuf(b)
+	}
+	b := getStreamBuf()
+	if b == nil {
+		t.Fatal("no large stream buffer after all were put back")
+	}
+	putStreamBuf(b)
 }

