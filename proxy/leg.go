@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -119,6 +120,62 @@ func (l *leg) writeLocked(b []byte, timeout time.Duration, now time.Time) error 
 	}
 	return err
 }
+
+// writeChunk writes a chunk of a streamed frame (up to streamChunk bytes).
+// write_timeout bounds how long l takes no data at all, as it does for a
+// small frame (SPEC: a peer that does not take a write within
+// write_timeout is gone; a slow reader slows its sender): not how long l
+// takes to read the whole chunk, which a reader that is slow but reading
+// may need longer for. So the write runs under short deadlines, and gives
+// up only when timeout has passed since the last one in which l took any
+// of it. The caller holds wmu.
+func (l *leg) writeChunk(b []byte, timeout time.Duration) error {
+	if timeout <= 0 {
+		return l.writeLocked(b, 0, time.Now())
+	}
+	if _, ok := l.conn.(*tls.Conn); ok {
+		// After a write timeout a TLS connection is broken for good, so
+		// it cannot go on after a short deadline: hand it one record's
+		// worth at a time, each under writeLocked's deadline (TLS writes
+		// a record per system call either way).
+		for len(b) > 0 {
+			n := min(len(b), tlsRecordPayload)
+			if err := l.writeLocked(b[:n], timeout, time.Now()); err != nil {
+				return err
+			}
+			b = b[n:]
+		}
+		return nil
+	}
+	step := timeout / 8
+	took := time.Now() // when l last took some of b
+	for {
+		// writeLocked's next call sees this deadline as drifted and
+		// sets a full one.
+		l.wdeadline = time.Now().Add(step)
+		_ = l.conn.SetWriteDeadline(l.wdeadline)
+		n, err := l.conn.Write(b)
+		b = b[n:]
+		if err == nil {
+			return nil
+		}
+		if isTimeout(err) {
+			now := time.Now()
+			if n > 0 {
+				took = now
+				continue
+			}
+			if now.Sub(took) < timeout {
+				continue
+			}
+		}
+		l.dead.Store(true)
+		return err
+	}
+}
+
+// tlsRecordPayload is the most plaintext one TLS record carries.
+const tlsRecordPayload = 16 << 10
 
 // wake makes the pump reading this leg re-examine the session state now.
 func (l *leg) wake() {

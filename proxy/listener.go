@@ -296,9 +296,11 @@ func (c *gateConn) Write(b []byte) (int, error) {
 	if !c.upgraded.Load() {
 		if status, reason, ok := httpRefusal(b); ok {
 			c.mu.Lock()
-			client := c.client
+			client, expired := c.client, c.phase == phaseDone
 			c.mu.Unlock()
-			c.rejected(client, status, reason)
+			if !expired { // else logged as 408 already
+				c.rejected(client, status, reason)
+			}
 		}
 	}
 	return c.Conn.Write(b)
@@ -320,8 +322,10 @@ func httpRefusal(b []byte) (status int, reason string, ok bool) {
 	if len(b) < len(prefix)+3 || string(b[:len(prefix)]) != prefix {
 		return 0, "", false
 	}
+	// The headers follow the status line at once: anywhere else, they
+	// could be an upstream's body that the gateway passes on.
 	i := bytes.Index(b, []byte(netHTTPErrorHeaders))
-	if i < 0 {
+	if i < 0 || bytes.IndexByte(b[:i], '\n') >= 0 || bytes.IndexByte(b[:i], '\r') >= 0 {
 		return 0, "", false
 	}
 	status, err := strconv.Atoi(string(b[len(prefix) : len(prefix)+3]))

@@ -25,6 +25,10 @@ func TestHTTPRefusal(t *testing.T) {
 		// A ResponseWriter sorts its headers and adds Date and Content-Length.
 		{"the handler's 431", "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 45\r\n" +
 			"Content-Type: text/plain; charset=utf-8\r\nDate: Sun, 22 Nov 2026 06:00:00 GMT\r\nX-Content-Type-Options: nosniff\r\n\r\nrequest headers larger than max_header_bytes\n", 0, ""},
+		// An upstream's refusal passed on, its body made to look like
+		// net/http's headers.
+		{"an upstream body", "HTTP/1.1 403 Forbidden\r\nContent-Length: 80\r\nContent-Type: text/plain\r\nDate: Sun, 22 Nov 2026 06:00:00 GMT\r\n\r\n" +
+			"x" + netHTTPErrorHeaders + "INJECTED", 0, ""},
 		{"a 101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 0, ""},
 		{"a relayed frame", "\x82\x05hello", 0, ""},
 		{"status out of range", "HTTP/1.1 200 OK" + netHTTPErrorHeaders, 0, ""},

@@ -11,6 +11,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -303,4 +304,48 @@ func TestParkTLS(t *testing.T) {
 		c.Close()
 		waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
 	}
+}
+
+// A sender that pauses inside a frame for longer than parkAfter does not
+// make the pump spin: it cannot park mid-frame, and a read deadline left in
+// the past would time every read out at once without reading. Checked by
+// the process's CPU time while the sender pauses, with a small frame
+// (payload read whole) and a large one (streamed). Not parallel: it reads
+// the whole process's CPU time.
+func TestParkNoSpinMidFrame(t *testing.T) {
+	up, ups := rawUpstreamChan(t)
+	gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
+	for _, size := range []int{1000, 100 << 10} {
+		c := dialRaw(t, gw.Addr, "/")
+		u := recvPeer(t, ups)
+		payload := pattern(size, 3)
+		b := frame.AppendFrame(nil, c.header(true, frame.OpBinary), payload)
+		cut := len(b) - 100
+		c.write(b[:cut])
+		before := cpuTime(t)
+		time.Sleep(parkAfter + 1500*time.Millisecond)
+		used := cpuTime(t) - before
+		c.write(b[cut:])
+		if f := u.next(); f.Opcode != frame.OpBinary || !bytes.Equal(f.Payload, payload) {
+			t.Fatalf("%d bytes: upstream got %v with %d bytes", size, f.Opcode, len(f.Payload))
+		}
+		if used > 500*time.Millisecond {
+			t.Errorf("%d-byte frame: the process used %v of CPU while the sender paused %v mid-frame, want next to none",
+				size, used, parkAfter+1500*time.Millisecond)
+		}
+		c.sendClose(1000, "")
+		u.expectClose(1000, "")
+		u.sendClose(1000, "")
+		c.expectClose(1000, "")
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(t testing.TB) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

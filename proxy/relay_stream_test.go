@@ -6,9 +6,11 @@ package proxy
 // The peers use fixed buffers, so any growth is the gateway's.
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -276,4 +278,76 @@ func TestStreamBufCap(t *testing.T) {
 		t.Fatal("no large stream buffer after all were put back")
 	}
 	putStreamBuf(b)
+}
+
+// slowReader reads from c at about rate bytes per second, in small reads.
+type slowReader struct {
+	c    net.Conn
+	rate int
+}
+
+func (r slowReader) Read(p []byte) (int, error) {
+	const step = 4 << 10
+	p = p[:min(len(p), step)]
+	time.Sleep(time.Duration(len(p)) * time.Second / time.Duration(r.rate))
+	return r.c.Read(p)
+}
+
+// A client that reads slowly but steadily is slowed, not cut (SPEC "A slow
+// reader slows its sender"; only a peer that takes no write within
+// write_timeout is gone), even though a streamed chunk takes it longer than
+// write_timeout to read: the timeout runs from the last write it took any
+// of. The gateway's send buffer is shrunk so that the chunks cannot all sit
+// in the kernel.
+func TestStreamSlowReader(t *testing.T) {
+	up, ups := rawUpstreamChan(t)
+	gw := startGateway(t, relayYAML(up.URL, "write_timeout", "300ms", "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
+	c := dialRaw(t, gw.Addr, "/")
+	u := recvPeer(t, ups)
+	if tc, ok := c.conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(16 << 10)
+	}
+	waitFor(t, "the session", func() bool { return gw.Sessions() == 1 })
+	gc := gw.reg.list()[0].c.conn.(*gateConn)
+	if err := gc.raw.(*net.TCPConn).SetWriteBuffer(32 << 10); err != nil {
+		t.Fatal(err)
+	}
+	payload := pattern(640<<10, 7)
+	// The upstream's write blocks while the client reads: no deadline
+	// short of the test's own.
+	sent := make(chan error, 1)
+	go func() {
+		_ = u.conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		_, err := u.conn.Write(frame.AppendFrame(nil, u.header(true, frame.OpBinary), payload))
+		sent <- err
+	}()
+	// 256 KiB/s: a 256 KiB chunk takes about 1 s, over three times
+	// write_timeout.
+	_ = c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buffered, _ := c.br.Peek(c.br.Buffered())
+	slow := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buffered), slowReader{c: c.conn, rate: 256 << 10}), 4<<10)
+	start := time.Now()
+	h, err := frame.ReadHeader(slow, frame.Rules{})
+	if err != nil || h.Opcode != frame.OpBinary || h.Length != int64(len(payload)) {
+		t.Fatalf("slow client: header %v, %v; want a %d-byte binary frame", h, err, len(payload))
+	}
+	got := make([]byte, h.Length)
+	if n, err := io.ReadFull(slow, got); err != nil {
+		t.Fatalf("slow client: %v after %d of %d bytes (write_timeout 300ms)", err, n, len(got))
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("slow client: the payload differs")
+	}
+	if slow.Buffered() > 0 {
+		t.Fatalf("%d bytes after the frame", slow.Buffered())
+	}
+	c.br = bufio.NewReader(c.conn)
+	t.Logf("read %d KiB in %v (write_timeout 300ms)", len(got)>>10, time.Since(start).Round(time.Millisecond))
+	if err := <-sent; err != nil {
+		t.Fatalf("upstream write: %v", err)
+	}
+	c.sendClose(1000, "")
+	u.expectClose(1000, "")
+	u.sendClose(1000, "")
+	c.expectClose(1000, "")
 }

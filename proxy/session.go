@@ -260,6 +260,15 @@ func (s *session) rearm(l *leg) {
 		gen := l.gen.Load()
 		d := s.timersDeadline(l)
 		if p := l.parkDeadline(); p != 0 && l.closeDeadline.Load() == 0 {
+			// A park deadline already past is one the pump could not
+			// act on: it was inside a frame (a slow sender, or a long
+			// write of the frame to the other side). Read on and look
+			// again parkAfter later; a deadline in the past would
+			// time every read out at once, without reading, and the
+			// pump would spin.
+			if now := s.now(); p <= now {
+				p = now + int64(parkAfter)
+			}
 			d = min(d, p)
 		}
 		var t time.Time
@@ -817,7 +826,7 @@ func (s *session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 			b = buf[room-hs : room+k]
 			first = false
 		}
-		if err := dst.writeLocked(b, s.cfg.writeTimeout, time.Now()); err != nil {
+		if err := dst.writeChunk(b, s.cfg.writeTimeout); err != nil {
 			// dst stopped taking writes: it is gone, now (its pump and
 			// the table's close for src must not wait for the rest of
 			// this frame). Go on reading the frame so src stays in step.
