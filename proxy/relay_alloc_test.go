@@ -14,20 +14,16 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
 	"wsgate/frame"
-	"wsgate/handshake"
 )
 
 // allocYAML is the route of the allocation tests: production-like timers
@@ -149,33 +145,17 @@ type echoClient struct {
 	buf     []byte // the echo is read into this
 }
 
-// dialEchoClient opens a WebSocket to the gateway by hand and prepares the
-// frame it sends: payload as op, masked with a fixed key.
+// dialEchoClient opens a WebSocket to the gateway (wsHandshake) and prepares
+// the frame it sends: payload as op, masked with a fixed key.
 func dialEchoClient(t testing.TB, addr string, op frame.Opcode, payload []byte) *echoClient {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, relayIO)
-	if err != nil {
-		t.Fatal(err)
+	a := mustHandshake(t, addr, "", nil)
+	if a.peer == nil {
+		t.Fatalf("handshake: %d %s", a.status(), a.body)
 	}
-	t.Cleanup(func() { conn.Close() })
-	var k [16]byte
-	_, _ = rand.Read(k[:])
-	key := base64.StdEncoding.EncodeToString(k[:])
-	_ = conn.SetDeadline(time.Now().Add(relayIO))
-	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReaderSize(conn, 64<<10)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Accept") != handshake.AcceptKey(key) {
-		t.Fatalf("handshake: %s", resp.Status)
-	}
+	conn := a.peer.conn
+	// Large enough for a whole echoed frame in one read.
+	br := bufio.NewReaderSize(a.peer.br, 64<<10)
 	h := frame.Header{Fin: true, Opcode: op, Masked: true, Key: [4]byte{0x37, 0xfa, 0x21, 0x3d}}
 	return &echoClient{
 		conn:    conn,

@@ -652,15 +652,21 @@ func (s *session) write(dst *leg, b []byte) bool {
 // whole before they are forwarded; larger ones stream through one buffer
 // (a large one when it can, see streamChunk).
 func (s *session) data(src, dst *leg, h frame.Header) bool {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
 	const room = frame.MaxHeaderSize
 	out := h
 	out.Masked = dst.side == sideUpstream
 	if out.Masked {
 		out.Key = frame.NewKey()
 	}
+	if h.Length > smallFrame {
+		if big := getStreamBuf(); big != nil {
+			defer putStreamBuf(big)
+			return s.stream(src, dst, h, out, *big)
+		}
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	if h.Length <= smallFrame {
 		p := buf[room : room+int(h.Length)]
 		if !s.readFull(src, p) {
@@ -675,10 +681,6 @@ func (s *session) data(src, dst *leg, h frame.Header) bool {
 		hs := out.Size()
 		frame.PutHeader(buf[room-hs:], out)
 		return s.emit(src, dst, buf[room-hs:room+len(p)])
-	}
-	if big := getStreamBuf(); big != nil {
-		defer putStreamBuf(big)
-		buf = *big
 	}
 	return s.stream(src, dst, h, out, buf)
 }

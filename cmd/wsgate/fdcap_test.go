@@ -291,24 +291,7 @@ func TestAtTheOpenFileLimit(t *testing.T) {
 		t.Skip("needs /proc and prlimit(2)")
 	}
 	up := gorillaEchoUpstream(t)
-	cfg := fmt.Sprintf(`server:
-  listen: "127.0.0.1:0"
-  admin_listen: ""
-  handshake_timeout: 60s
-  shutdown_grace: 2s
-  close_spread: 0s
-log:
-  access: false
-defaults:
-  ping_interval: 0s
-routes:
-  - name: up
-    path: /up
-    upstreams: [ws://%s]
-`, up)
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	writeFile(t, path, cfg)
-	p := start(t, "run", "-config", path)
+	p := startOneRoute(t, "up", up, `admin_listen: ""`, "handshake_timeout: 60s", "shutdown_grace: 2s")
 	pid := p.cmd.Process.Pid
 	d := &rawDialer{addr: p.addr}
 	t0 := time.Now()
@@ -628,23 +611,7 @@ func TestNineThousandSessions(t *testing.T) {
 		}
 	}
 	backend := startBackend(t)
-	cfg := fmt.Sprintf(`server:
-  listen: "127.0.0.1:0"
-  admin_listen: "localhost:0"
-  shutdown_grace: 5s
-  close_spread: 0s
-log:
-  access: false
-defaults:
-  ping_interval: 0s
-routes:
-  - name: bulk
-    path: /bulk
-    upstreams: [ws://%s]
-`, backend)
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	writeFile(t, path, cfg)
-	p := start(t, "run", "-config", path)
+	p := startOneRoute(t, "bulk", backend, `admin_listen: "localhost:0"`, "shutdown_grace: 5s")
 	admin := p.logged(t, "admin listening")
 	pid := p.cmd.Process.Pid
 	var glim unix.Rlimit
@@ -762,4 +729,19 @@ routes:
 	if code := p.wait(t, 10*time.Second); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
 	}
+}
+
+// startOneRoute runs the gateway binary on 127.0.0.1 with one route, name at
+// /name, to ws://upstream, and the given server: lines; no access log, no
+// keepalive pings, no close spread.
+func startOneRoute(t *testing.T, name, upstream string, server ...string) *gatewayProc {
+	t.Helper()
+	cfg := "server:\n  listen: \"127.0.0.1:0\"\n  close_spread: 0s\n"
+	for _, l := range server {
+		cfg += "  " + l + "\n"
+	}
+	cfg += fmt.Sprintf("log:\n  access: false\ndefaults:\n  ping_interval: 0s\nroutes:\n  - name: %s\n    path: /%s\n    upstreams: [ws://%s]\n", name, name, upstream)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, path, cfg)
+	return start(t, "run", "-config", path)
 }
