@@ -43,7 +43,8 @@ type leg struct {
 	// Write side, guarded by wmu.
 	wmu       sync.Mutex
 	wdeadline time.Time
-	sentClose atomic.Bool // a Close frame was written: nothing more may follow it
+	sentClose atomic.Bool // a Close frame is being written: nothing more may follow it
+	closeOut  atomic.Bool // that Close frame's write is over (done or failed): the leg may be half-closed
 	dead      atomic.Bool // the conn is closed or broken: nothing can be written
 	sentCode  frame.CloseCode
 	sentWhy   string
@@ -61,6 +62,7 @@ type leg struct {
 	recvCode      frame.CloseCode
 	recvWhy       string
 	closeDeadline atomic.Int64  // since session start; 0 = not closing
+	abrupt        bool          // its Close was invalid: close without waiting for its FIN
 	gen           atomic.Uint32 // bumped by wake, so rearm never loses one
 	lastRead      int64         // since session start: any frame
 	pingSent      int64         // since session start: 0 = no keepalive ping outstanding

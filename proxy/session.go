@@ -56,6 +56,16 @@ type session struct {
 	// never while holding one.
 	emu sync.Mutex
 
+	// owed is the Close the client is owed after a protocol error of its
+	// own (evClientProtocol, evClientBadData), held back until the upstream
+	// answered the 1001 it was sent first, or ended: data the upstream sent
+	// before it saw our Close still reaches the client, as it would from a
+	// server without a gateway in front (README "Close translation").
+	// Guarded by emu; owing is set with it, for the client's pump.
+	owed    frame.CloseCode
+	owedWhy string
+	owing   atomic.Bool
+
 	mu        sync.Mutex
 	why       string
 	closedBy  string
@@ -133,6 +143,41 @@ func (s *session) applyLocked(ev event, by string) {
 	s.closeSide(&s.u, s.resolve(r.toUpstream), r.reason)
 }
 
+// applyClientError handles a client's protocol error or bad UTF-8 in a data
+// or control frame other than a Close: the upstream is sent its 1001 first
+// and the client's 1002/1007 is owed until the upstream's Close reply (or
+// its end, or close_timeout), so that messages the upstream sent before it
+// saw our Close are still relayed to the client. When the upstream cannot
+// be closed that way (it is closing already, or gone), both sides are
+// closed at once as apply does.
+func (s *session) applyClientError(ev event) {
+	s.emu.Lock()
+	defer s.emu.Unlock()
+	r := closeTable[ev]
+	u := &s.u
+	if s.owed != 0 || s.c.sentClose.Load() || s.c.recvClose.Load() ||
+		u.sentClose.Load() || u.recvClose.Load() || u.dead.Load() {
+		s.applyLocked(ev, "gateway")
+		return
+	}
+	s.setWhy(r.why, "gateway")
+	s.sendClose(u, s.resolve(r.toUpstream), r.reason)
+	if !u.sentAny {
+		s.closeSide(&s.c, s.resolve(r.toClient), r.reason)
+		return
+	}
+	s.owed, s.owedWhy = r.toClient, r.reason
+	s.owing.Store(true)
+}
+
+// settle sends the client the Close it is owed, if any. The caller holds
+// s.emu.
+func (s *session) settle() {
+	if s.owed != 0 {
+		s.sendClose(&s.c, s.owed, s.owedWhy)
+	}
+}
+
 func (s *session) resolve(c frame.CloseCode) frame.CloseCode {
 	switch c {
 	case codeFailure:
@@ -144,6 +189,12 @@ func (s *session) resolve(c frame.CloseCode) frame.CloseCode {
 }
 
 func (s *session) closeSide(l *leg, code frame.CloseCode, reason string) {
+	if l == &s.c && s.owed != 0 {
+		// Whatever ends the session now, the client gets the code of
+		// its own error.
+		s.sendClose(l, s.owed, s.owedWhy)
+		return
+	}
 	if l.recvClose.Load() {
 		s.sendClose(l, l.recvCode, l.recvWhy)
 		return
@@ -172,6 +223,7 @@ func (s *session) sendClose(l *leg, code frame.CloseCode, reason string) {
 	l.sentClose.Store(true)
 	err := l.writeLocked(frame.AppendFrame(fb[:0], h, payload), s.cfg.writeTimeout, time.Now())
 	l.sentCode, l.sentWhy, l.sentAny = code, reason, err == nil
+	l.closeOut.Store(true)
 	l.wmu.Unlock()
 	if err != nil {
 		l.conn.Close()
@@ -221,12 +273,42 @@ func (s *session) truncate(l *leg, by string) {
 	s.setWhy(whyTruncated, by)
 }
 
+// violation closes the session for a frame-level violation by src's peer.
+// A client's protocol error or bad UTF-8 in a data frame waits for the
+// upstream's reply (applyClientError); everything else, and any violation
+// in a Close frame (the peer's sending is over), closes both sides at once.
+// Caps and rate limits are not violations: they close at once too.
 func (s *session) violation(src *leg, err error) {
 	code, ok := frame.CodeOf(err)
 	if !ok {
 		code = frame.CloseProtocolError
 	}
+	ev := violationEvent(src.side, code)
+	if ev == evClientProtocol || ev == evClientBadData {
+		s.applyClientError(ev)
+		return
+	}
+	s.apply(ev, "gateway")
+}
+
+// badClose handles a Close frame from src that is itself invalid (a 1-byte
+// payload, an illegal code, a reason that is not UTF-8, a payload over 125
+// bytes, a fragmented or wrongly masked Close): the peer has ended its
+// sending all the same, so it gets the table's answer at once and, once
+// the lingering read has nothing left to drain, the TCP connection is
+// closed (the pump sees src.abrupt). No second Close will come to wait
+// for.
+func (s *session) badClose(src *leg, err error) {
+	code, ok := frame.CodeOf(err)
+	if !ok {
+		code = frame.CloseProtocolError
+	}
 	s.apply(violationEvent(src.side, code), "gateway")
+	src.abrupt = true
+	if !src.recvClose.Load() {
+		src.recvCode, src.recvWhy = frame.CloseNoStatus, ""
+		src.recvClose.Store(true)
+	}
 }
 
 // noDeadline: no timer is due.
@@ -390,7 +472,16 @@ func (s *session) pump(src, dst *leg) (parked bool) {
 			// frame we act on. Wait for our reply to go out (we are woken),
 			// then for its FIN. The server side closes first (RFC 6455
 			// §7.1.1): half-close the client leg once both Closes are out.
-			if src.sentClose.Load() && !drained {
+			if src.abrupt && src.closeOut.Load() {
+				// Its Close was invalid: we answered, nothing more
+				// is to come. Close without waiting for its FIN.
+				s.drainNow(src)
+				break
+			}
+			// closeOut, not sentClose: sentClose is published before
+			// the write, and a half-close before it would make the
+			// write fail (EPIPE) and lose the reply.
+			if src.closeOut.Load() && !drained {
 				drained = true
 				if src.side == sideClient {
 					src.closeWrite()
@@ -416,6 +507,10 @@ func (s *session) pump(src, dst *leg) (parked bool) {
 				continue
 			}
 			if _, ok := err.(*frame.Error); ok {
+				if h.Opcode == frame.OpClose {
+					s.badClose(src, err)
+					continue
+				}
 				if !src.sentClose.Load() {
 					s.violation(src, err)
 				}
@@ -436,7 +531,7 @@ func (s *session) pump(src, dst *leg) (parked bool) {
 		src.lastRead = s.now()
 		src.pingSent = 0
 		src.frames.Add(1)
-		if s.lim != nil && src.side == sideClient && h.Opcode != frame.OpClose && !src.sentClose.Load() {
+		if s.lim != nil && src.side == sideClient && h.Opcode != frame.OpClose && !s.closingLeg(src) {
 			if !s.limit(src, h) {
 				// Over a limit, on_exceed: close. As after a violation,
 				// step over the payload and linger for the client's Close,
@@ -447,8 +542,9 @@ func (s *session) pump(src, dst *leg) (parked bool) {
 				continue
 			}
 		}
-		if src.sentClose.Load() {
-			// We closed this leg: discard data, wait for its Close.
+		if s.closingLeg(src) && !s.relayWhileOwing(src, h) {
+			// We closed this leg (or owe its peer a Close): discard
+			// data, wait for its Close.
 			if !s.awaitClose(src, h) {
 				break
 			}
@@ -477,6 +573,38 @@ func (s *session) pump(src, dst *leg) (parked bool) {
 	return false
 }
 
+// closingLeg reports whether src's data is no longer relayed: we sent it a
+// Close, or (client) it broke the protocol and owes us nothing more.
+func (s *session) closingLeg(src *leg) bool {
+	return src.sentClose.Load() || (src.side == sideClient && s.owing.Load())
+}
+
+// relayWhileOwing reports whether a data frame from src, the upstream we
+// sent a Close to after a client's protocol error, is still relayed to the
+// client: it was sent before the upstream saw our Close.
+func (s *session) relayWhileOwing(src *leg, h frame.Header) bool {
+	return src.side == sideUpstream && s.owing.Load() && !h.Opcode.IsControl() && !src.recvClose.Load()
+}
+
+// drainNow reads what src's peer already sent (bounded), without waiting
+// for more, so that closing the connection does not make the kernel answer
+// unread data with a reset that could destroy the Close just sent.
+func (s *session) drainNow(src *leg) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	_ = src.conn.SetReadDeadline(time.Now())
+	for n := 0; n < drainMax; {
+		k, err := src.br.Read(*bp)
+		n += k
+		if err != nil {
+			return
+		}
+	}
+}
+
+// drainMax bounds what drainNow reads.
+const drainMax = 1 << 20
+
 // finish ends src's connection: the other leg, if it is waiting for a reply
 // that src will never give, gets its own code echoed. So does src itself if
 // its Close is still unanswered (its close deadline ran out before the
@@ -485,11 +613,14 @@ func (s *session) finish(src *leg) {
 	s.flush(src)
 	o := s.other(src)
 	s.emu.Lock()
+	if src.side == sideUpstream {
+		s.settle()
+	}
 	if src.recvClose.Load() {
-		s.sendClose(src, src.recvCode, src.recvWhy)
+		s.closeSide(src, codeNone, "")
 	}
 	if o.recvClose.Load() {
-		s.sendClose(o, o.recvCode, o.recvWhy)
+		s.closeSide(o, codeNone, "")
 	} else if !o.sentClose.Load() && !src.cut.Load() {
 		s.applyLocked(goneEvent(src.side), src.side.String())
 	}
@@ -558,10 +689,17 @@ func (s *session) awaitClose(src *leg, h frame.Header) bool {
 	// If the other side started this close handshake, this is the reply it
 	// waits for: relay it (SPEC: "relays the upstream's Close reply").
 	s.emu.Lock()
-	if o := s.other(src); o.recvClose.Load() {
+	if src.side == sideUpstream && s.owed != 0 {
+		// The upstream answered the 1001 of a client's protocol error:
+		// now the client gets its 1002/1007.
+		s.settle()
+	} else if o := s.other(src); o.recvClose.Load() {
 		s.sendClose(o, code, string(reason))
 	}
 	s.emu.Unlock()
+	if err != nil {
+		src.abrupt = true
+	}
 	return true
 }
 
@@ -602,7 +740,7 @@ func (s *session) control(src, dst *leg, h frame.Header) bool {
 	case frame.OpClose:
 		code, reason, err := frame.ParseClose(p)
 		if err != nil {
-			s.violation(src, err)
+			s.badClose(src, err)
 			return true
 		}
 		src.recvCode, src.recvWhy = code, string(reason)
