@@ -161,13 +161,16 @@ func (s *session) applyClientError(ev event) {
 		return
 	}
 	s.setWhy(r.why, "gateway")
-	s.sendClose(u, s.resolve(r.toUpstream), r.reason)
-	if !u.sentAny {
-		s.closeSide(&s.c, s.resolve(r.toClient), r.reason)
-		return
-	}
+	// owing before the upstream's sentClose: its pump, which may read an
+	// answer at once, must relay data rather than drop it.
 	s.owed, s.owedWhy = r.toClient, r.reason
 	s.owing.Store(true)
+	s.sendClose(u, s.resolve(r.toUpstream), r.reason)
+	if !u.sentAny {
+		s.owed, s.owedWhy = 0, ""
+		s.closeSide(&s.c, s.resolve(r.toClient), r.reason)
+		s.owing.Store(false)
+	}
 }
 
 // settle sends the client the Close it is owed, if any. The caller holds
