@@ -46,6 +46,9 @@ type Gateway struct {
 	tls      tlsState
 	metrics  *metrics
 	fdLog    fdAlarms // "out of file descriptors" lines, rate-limited (fdlimit.go)
+	// hooks lets tests widen race windows in the relay (session.go
+	// relayHooks); nil in production.
+	hooks atomic.Pointer[relayHooks]
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -242,6 +245,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s := newSession(rs.session)
+	s.hooks = g.hooks.Load()
 	s.route, s.client, s.upstream, s.protocol, s.backend = rs.cfg.Name, client.String(), b.Key, up.Protocol, b
 	s.c.attach(s, conn, br)
 	s.u.attach(s, up.Conn, up.Reader)

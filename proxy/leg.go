@@ -207,6 +207,25 @@ func (l *leg) closeWrite() {
 	}
 }
 
+// closeNow closes the leg's TCP connection beneath any TLS or PROXY layer.
+// tls.Conn.Close first sends a close_notify alert under its own 5 s write
+// deadline, which blocks for that long toward a peer that stopped reading:
+// a leg that is gone or cut gets none. (finish still calls conn.Close,
+// which then fails at once.)
+func (l *leg) closeNow() { closeBeneath(l.conn) }
+
+// closeBeneath closes the innermost connection under c's wrappers.
+func closeBeneath(c net.Conn) {
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
+	_ = c.Close()
+}
+
 func isTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return true

@@ -119,6 +119,11 @@ func dialRawErr(addr, path string) (*rawPeer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return upgradeRaw(conn, addr, path)
+}
+
+// upgradeRaw runs the opening handshake on conn (TCP or TLS) by hand.
+func upgradeRaw(conn net.Conn, addr, path string) (*rawPeer, error) {
 	var k [16]byte
 	_, _ = rand.Read(k[:])
 	key := base64.StdEncoding.EncodeToString(k[:])

@@ -299,16 +299,8 @@ wait:
 // closed beneath TLS: its close_notify alert toward a peer that does not
 // read could block for seconds.
 func cutSession(s *session) {
-	for _, c := range []net.Conn{s.c.conn, s.u.conn} {
-		for {
-			u, ok := c.(interface{ NetConn() net.Conn })
-			if !ok {
-				break
-			}
-			c = u.NetConn()
-		}
-		_ = c.Close()
-	}
+	s.c.closeNow()
+	s.u.closeNow()
 	// A parked leg learns nothing from its closed descriptor (closing it
 	// takes it out of the poller silently): resume its pump.
 	s.c.kick()

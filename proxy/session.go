@@ -44,6 +44,7 @@ type session struct {
 	protocol string
 	backend  *Backend
 	lim      *sessionLimits // the client's rate limits; nil: none
+	hooks    *relayHooks    // tests only; nil otherwise
 
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
@@ -70,6 +71,18 @@ type session struct {
 	why       string
 	closedBy  string
 	truncated bool
+}
+
+// relayHooks are points where a test can stall the relay to make a race
+// between the two pumps happen every time. Each is called only on a close
+// path, never per frame.
+type relayHooks struct {
+	// closeRelayed runs on src's pump after it relayed src's Close to the
+	// other side, before it looks at the session again.
+	closeRelayed func(src side)
+	// closeWrite runs just before a Close frame is written to l, after
+	// the leg was marked as closing.
+	closeWrite func(l side)
 }
 
 func newSession(cfg sessionConfig) *session {
@@ -224,12 +237,15 @@ func (s *session) sendClose(l *leg, code frame.CloseCode, reason string) {
 	// reading its answer must take it for the reply to this Close, not for
 	// a Close of its own to relay.
 	l.sentClose.Store(true)
+	if s.hooks != nil && s.hooks.closeWrite != nil {
+		s.hooks.closeWrite(l.side)
+	}
 	err := l.writeLocked(frame.AppendFrame(fb[:0], h, payload), s.cfg.writeTimeout, time.Now())
 	l.sentCode, l.sentWhy, l.sentAny = code, reason, err == nil
 	l.closeOut.Store(true)
 	l.wmu.Unlock()
 	if err != nil {
-		l.conn.Close()
+		l.closeNow()
 	}
 	l.closeDeadline.CompareAndSwap(0, s.now()+int64(s.cfg.closeTimeout))
 	l.wake()
@@ -246,7 +262,7 @@ func (s *session) gone(l *leg) {
 		return
 	}
 	l.dead.Store(true)
-	l.conn.Close()
+	l.closeNow()
 	l.kick()
 	ev := goneEvent(l.side)
 	r := closeTable[ev]
@@ -271,7 +287,7 @@ func (s *session) truncate(l *leg, by string) {
 	l.cut.Store(true)
 	l.lost.Store(true)
 	l.dead.Store(true)
-	l.conn.Close()
+	l.closeNow()
 	l.kick()
 	s.setWhy(whyTruncated, by)
 }
@@ -628,7 +644,12 @@ func (s *session) finish(src *leg) {
 		s.applyLocked(goneEvent(src.side), src.side.String())
 	}
 	s.emu.Unlock()
-	src.closeWrite()
+	if src.dead.Load() {
+		// A write failed or the peer vanished: no close_notify (closeNow).
+		src.closeNow()
+	} else {
+		src.closeWrite()
+	}
 	src.dead.Store(true)
 	src.unwatch()
 	src.conn.Close()
@@ -757,6 +778,9 @@ func (s *session) control(src, dst *leg, h frame.Header) bool {
 		}
 		s.sendClose(dst, code, string(reason))
 		s.emu.Unlock()
+		if s.hooks != nil && s.hooks.closeRelayed != nil {
+			s.hooks.closeRelayed(src.side)
+		}
 		return true
 	case frame.OpPong:
 		if bytes.Equal(p, src.token[:]) {
