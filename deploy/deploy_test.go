@@ -14,10 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wsgate/internal/config"
 
 	"gopkg.in/yaml.v3"
-
-	"wsgate/proxy"
 )
 
 func read(t *testing.T, path string) string {
@@ -74,7 +73,7 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 	// EXPOSE the ports of the default config.
-	cfg, err := proxy.LoadConfig("../config.example.yaml")
+	cfg, err := config.Load("../config.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +125,7 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal("TimeoutStopSec must be whole seconds:", err)
 	}
-	cfg, err := proxy.LoadConfig("../config.example.yaml")
+	cfg, err := config.Load("../config.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +188,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	// The ConfigMap's config is a valid wsgate config.
 	data := docs["ConfigMap"]["data"].(map[string]any)["config.yaml"].(string)
-	cfg, err := proxy.ParseConfig("configmap:config.yaml", []byte(data))
+	cfg, err := config.Parse("configmap:config.yaml", []byte(data))
 	if err != nil {
 		t.Fatalf("ConfigMap config: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wsgate/internal/config"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -223,7 +224,7 @@ func TestLimitStateSurvivesReload(t *testing.T) {
 	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 429, "second")
 	reload := func(text string) {
 		t.Helper()
-		cfg, err := ParseConfig("test.yaml", []byte(text))
+		cfg, err := config.Parse("test.yaml", []byte(text))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"wsgate/internal/config"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/rs/zerolog"
@@ -49,7 +50,7 @@ type acmeChallenges struct {
 
 // acmeManager runs certmagic for one Serve of a gateway with tls.acme.
 type acmeManager struct {
-	cfg    ACMEConfig // as started; a reload cannot change it
+	cfg    config.ACMEConfig // as started; a reload cannot change it
 	log    zerolog.Logger
 	cache  *certmagic.Cache
 	magic  *certmagic.Config
@@ -74,7 +75,7 @@ type acmeHost struct {
 
 // newACMEManager builds certmagic's cache, config and ACME issuer for a,
 // with challenges answered on the gateway's own listener ports.
-func newACMEManager(a *ACMEConfig, plain, tlsLn net.Addr, ch acmeChallenges, log zerolog.Logger) (*acmeManager, error) {
+func newACMEManager(a *config.ACMEConfig, plain, tlsLn net.Addr, ch acmeChallenges, log zerolog.Logger) (*acmeManager, error) {
 	m := &acmeManager{cfg: *a, log: log, hosts: map[string]*acmeHost{}}
 	m.names.Store(&map[string]bool{})
 	zl := zap.New(zerologCore{log: log.With().Str("component", "certmagic").Logger()})
@@ -145,7 +146,7 @@ func splitAddr(a net.Addr) (string, int) {
 // acmeHosts are the names certmagic manages for cfg: every exact route host
 // that is not an IP address and that no static certificate covers (static
 // certificates win; wildcard hosts need DNS-01 and are never managed).
-func acmeHosts(cfg *Config, static *certSet) []string {
+func acmeHosts(cfg *config.Config, static *certSet) []string {
 	var out []string
 	for _, r := range cfg.Routes {
 		h := r.Host
@@ -236,7 +237,7 @@ func (m *acmeManager) usableInStorage(host string) bool {
 // any more are dropped. Reload calls it once the new static certificates
 // are in place, since they decide which names ACME must cover. A changed
 // tls.acme block itself (CA, account, storage) needs a restart.
-func (g *Gateway) reloadACME(cfg *Config) {
+func (g *Gateway) reloadACME(cfg *config.Config) {
 	m := g.tls.acme.Load()
 	if m == nil {
 		if cfg.TLS.ACME != nil && g.tlsOn() {

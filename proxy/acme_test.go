@@ -23,6 +23,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wsgate/internal/config"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/gorilla/websocket"
@@ -232,7 +233,7 @@ routes:
 
 func startACMEGateway(t *testing.T, yamlText string, ls *Listeners, ch acmeChallenges) *acmeGateway {
 	t.Helper()
-	cfg, err := ParseConfig("acme-test.yaml", []byte(yamlText))
+	cfg, err := config.Parse("acme-test.yaml", []byte(yamlText))
 	if err != nil {
 		ls.Close()
 		t.Fatalf("config: %v\n%s", err, yamlText)
@@ -558,7 +559,7 @@ func TestACMEReloadHosts(t *testing.T) {
 	yaml2 := strings.Replace(acmeYAML(dead, ca.file, storage, "  - {name: b, host: b.test, path: /echo, upstreams: [builtin:echo]}\n  - {name: c, host: c.test, path: /echo, upstreams: [builtin:echo]}\n"),
 		"  - name: echo\n    host: gw.test\n", "  - name: echo\n    host: new.test\n", 1)
 	yaml2 = strings.Replace(yaml2, "routes:\n", fmt.Sprintf("  certificates:\n    - {cert: %q, key: %q}\nroutes:\n", leaf.certFile, leaf.keyFile), 1)
-	cfg, err := ParseConfig("acme-reload.yaml", []byte(yaml2))
+	cfg, err := config.Parse("acme-reload.yaml", []byte(yaml2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wsgate/internal/config"
 
 	"github.com/rs/zerolog"
 )
@@ -35,7 +36,7 @@ type adminGateway struct {
 // serves it until the test ends.
 func startAdminGateway(t testing.TB, yamlText string, withTLS bool) *adminGateway {
 	t.Helper()
-	cfg, err := ParseConfig("admin-test.yaml", []byte(yamlText))
+	cfg, err := config.Parse("admin-test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yamlText)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"strings"
+	"wsgate/internal/config"
 )
 
 // hopByHop are the headers that describe one connection, not the request
@@ -124,7 +125,7 @@ func forwardedHost(node string) string {
 // It runs once per handshake, so it allocates little: the client's value
 // slices are shared, not copied (capped, so that an append cannot write
 // into r.Header), and the values it computes are cut from one string.
-func upstreamHeader(r *http.Request, route *Route, proxies []netip.Prefix) http.Header {
+func upstreamHeader(r *http.Request, route *config.Route, proxies []netip.Prefix) http.Header {
 	// Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
 	var namedBuf [4]string
 	named := namedBuf[:0]

@@ -9,12 +9,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"wsgate/internal/config"
 )
 
 // upstreamHeaderRef is upstreamHeader as first written, with maps, Split
 // and string concatenation: the reference the allocation-lean version must
 // match header for header.
-func upstreamHeaderRef(r *http.Request, route *Route, proxies []netip.Prefix) http.Header {
+func upstreamHeaderRef(r *http.Request, route *config.Route, proxies []netip.Prefix) http.Header {
 	h := make(http.Header, len(r.Header)+4)
 	var named map[string]bool
 	for _, v := range r.Header.Values("Connection") {
@@ -142,7 +143,7 @@ func TestUpstreamHeaderMatchesReference(t *testing.T) {
 			if tc.tls {
 				r.TLS = &tls.ConnectionState{}
 			}
-			route := &Route{SetHeaders: tc.set}
+			route := &config.Route{SetHeaders: tc.set}
 			before := r.Header.Clone()
 			want := normalize(upstreamHeaderRef(r, route, tc.proxies))
 			got := upstreamHeader(r, route, tc.proxies)
@@ -168,10 +169,10 @@ func BenchmarkUpstreamHeader(b *testing.B) {
 		"Sec-Websocket-Version": {"13"}, "Origin": {"https://app.example"}, "User-Agent": {"wsbench"},
 		"Cookie": {"sid=abc"},
 	}
-	route := &Route{}
+	route := &config.Route{}
 	for _, bc := range []struct {
 		name string
-		f    func(*http.Request, *Route, []netip.Prefix) http.Header
+		f    func(*http.Request, *config.Route, []netip.Prefix) http.Header
 	}{{"lean", upstreamHeader}, {"reference", upstreamHeaderRef}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

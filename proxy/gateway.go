@@ -22,6 +22,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/config"
 	"wsgate/ratelimit"
 )
 
@@ -54,16 +55,16 @@ type Gateway struct {
 // snapshot is one loaded config with everything built from it. A session
 // keeps the snapshot it started with; a reload swaps in a new one.
 type snapshot struct {
-	cfg    *Config
+	cfg    *config.Config
 	router *Router
 	routes []*routeState
 }
 
 // routeState is a route with its upstream pool and dialer.
 type routeState struct {
-	cfg      *Route
+	cfg      *config.Route
 	pool     *Pool
-	upstream map[*Backend]*Upstream
+	upstream map[*Backend]*config.Upstream
 	dialer   *handshake.Dialer
 	echo     *handshake.Dialer // for builtin:echo upstreams
 	session  sessionConfig
@@ -71,7 +72,7 @@ type routeState struct {
 }
 
 // New builds a gateway for cfg.
-func New(cfg *Config, log zerolog.Logger) (*Gateway, error) {
+func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log}
 	g.reg.init()
 	// The poller for parked legs, now: at the open-file cap it could not
@@ -86,7 +87,7 @@ func New(cfg *Config, log zerolog.Logger) (*Gateway, error) {
 	return g, nil
 }
 
-func buildSnapshot(cfg *Config) (*snapshot, error) {
+func buildSnapshot(cfg *config.Config) (*snapshot, error) {
 	snap := &snapshot{cfg: cfg}
 	keys := make([]RouteKey, len(cfg.Routes))
 	for i, r := range cfg.Routes {
@@ -105,12 +106,12 @@ func buildSnapshot(cfg *Config) (*snapshot, error) {
 	return snap, nil
 }
 
-func buildRoute(cfg *Config, r *Route) (*routeState, error) {
+func buildRoute(cfg *config.Config, r *config.Route) (*routeState, error) {
 	bal, err := ParseBalance(r.Balance)
 	if err != nil {
 		return nil, err
 	}
-	rs := &routeState{cfg: r, upstream: make(map[*Backend]*Upstream)}
+	rs := &routeState{cfg: r, upstream: make(map[*Backend]*config.Upstream)}
 	var backends []*Backend
 	for i := range r.Upstreams {
 		u := &r.Upstreams[i]
@@ -153,7 +154,7 @@ func buildRoute(cfg *Config, r *Route) (*routeState, error) {
 }
 
 // Config returns the config in force.
-func (g *Gateway) Config() *Config { return g.snap.Load().cfg }
+func (g *Gateway) Config() *config.Config { return g.snap.Load().cfg }
 
 // ServeHTTP handles one opening handshake (SPEC "The opening handshake"):
 // route, protocol checks, Origin and limits, then the upstream's handshake,
@@ -372,7 +373,7 @@ func badUpstreamAnswer(err error) error {
 }
 
 // targetURL returns the URL to dial for u and the dialer to use.
-func (rs *routeState) targetURL(u *Upstream) (*url.URL, *handshake.Dialer) {
+func (rs *routeState) targetURL(u *config.Upstream) (*url.URL, *handshake.Dialer) {
 	if u.Builtin != "" {
 		return &url.URL{Scheme: "ws", Host: "builtin." + u.Builtin}, rs.echo
 	}

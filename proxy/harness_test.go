@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wsgate/internal/config"
 
 	"github.com/rs/zerolog"
 )
@@ -26,7 +27,7 @@ type testGateway struct {
 // test ends.
 func startGateway(t testing.TB, yamlText string) *testGateway {
 	t.Helper()
-	cfg, err := ParseConfig("test.yaml", []byte(yamlText))
+	cfg, err := config.Parse("test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"wsgate/frame"
+	"wsgate/internal/config"
 	"wsgate/ratelimit"
 )
 
@@ -55,7 +56,7 @@ const (
 // that are open, whatever the new limits say), each keyed limiter as long as
 // its rate and burst are unchanged. A changed rate starts with fresh buckets.
 type routeLimits struct {
-	cfg        RateLimits
+	cfg        config.RateLimits
 	handshakes *ratelimit.Keyed // nil: no limit
 	perIP      *ratelimit.Keyed // messages_per_ip; nil: no limit
 	conns      *ratelimit.Counter
@@ -112,8 +113,8 @@ func (g *Gateway) limitsFor(snap *snapshot, rs *routeState) *routeLimits {
 	if prev != nil {
 		rl.conns = prev.conns
 	}
-	rl.handshakes = keyedFor(cfg.Handshakes, prev, func(p *routeLimits) (*Rate, *ratelimit.Keyed) { return p.cfg.Handshakes, p.handshakes })
-	rl.perIP = keyedFor(cfg.MessagesPerIP, prev, func(p *routeLimits) (*Rate, *ratelimit.Keyed) { return p.cfg.MessagesPerIP, p.perIP })
+	rl.handshakes = keyedFor(cfg.Handshakes, prev, func(p *routeLimits) (*config.Rate, *ratelimit.Keyed) { return p.cfg.Handshakes, p.handshakes })
+	rl.perIP = keyedFor(cfg.MessagesPerIP, prev, func(p *routeLimits) (*config.Rate, *ratelimit.Keyed) { return p.cfg.MessagesPerIP, p.perIP })
 	for _, h := range []struct {
 		h    *limitHit
 		kind string
@@ -137,7 +138,7 @@ func (g *Gateway) limitsFor(snap *snapshot, rs *routeState) *routeLimits {
 
 // keyedFor returns prev's keyed limiter if its rate is the same as r, else a
 // new one (nil for no limit).
-func keyedFor(r *Rate, prev *routeLimits, get func(*routeLimits) (*Rate, *ratelimit.Keyed)) *ratelimit.Keyed {
+func keyedFor(r *config.Rate, prev *routeLimits, get func(*routeLimits) (*config.Rate, *ratelimit.Keyed)) *ratelimit.Keyed {
 	if r == nil {
 		return nil
 	}
@@ -149,7 +150,7 @@ func keyedFor(r *Rate, prev *routeLimits, get func(*routeLimits) (*Rate, *rateli
 	return ratelimit.NewKeyed(rate.Limit(r.PerSecond), burstOf(r), limiterKeys)
 }
 
-func burstOf(r *Rate) int { return int(min(r.Burst, math.MaxInt32)) }
+func burstOf(r *config.Rate) int { return int(min(r.Burst, math.MaxInt32)) }
 
 // retryAfter is a Retry-After value for a delay: whole seconds, rounded up
 // (RFC 9110 §10.2.3), at least 1.
@@ -192,7 +193,7 @@ func (rl *routeLimits) forSession(key netip.Addr) *sessionLimits {
 		return nil
 	}
 	l := &sessionLimits{perIP: rl.perIP, key: key, throttle: rl.throttle, hits: &rl.hits}
-	bucket := func(r *Rate) *rate.Limiter {
+	bucket := func(r *config.Rate) *rate.Limiter {
 		if r == nil {
 			return nil
 		}

@@ -42,6 +42,7 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
+	"wsgate/internal/config"
 	"wsgate/ratelimit"
 )
 
@@ -54,7 +55,7 @@ const httpHeaderSlop = 4096
 // answer 431 for a request head (request line, headers, blank line) of more
 // than max bytes. net/http cannot go below 4097; a smaller max is checked by
 // the gateway's handler (ServeHTTP), from the parsed request.
-func httpMaxHeaderBytes(limit Size) int {
+func httpMaxHeaderBytes(limit config.Size) int {
 	return int(max(int64(limit)-httpHeaderSlop, 1))
 }
 
@@ -63,7 +64,7 @@ func httpMaxHeaderBytes(limit Size) int {
 // max_pending_per_ip, and its accept with a back-off for when the process is
 // out of descriptors (pacedListener). The http.Server serving it must use
 // g.connState.
-func (g *Gateway) limitListener(ln net.Listener, srv ServerConfig) net.Listener {
+func (g *Gateway) limitListener(ln net.Listener, srv config.ServerConfig) net.Listener {
 	return &gateListener{Listener: g.pacedListener(ln), g: g, proxy: srv.ProxyProtocol, timeout: srv.HandshakeTimeout,
 		maxPending: srv.MaxPendingPerIP, trusted: srv.TrustedProxies}
 }

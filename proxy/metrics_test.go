@@ -33,6 +33,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wsgate/frame"
+	"wsgate/internal/config"
 )
 
 // ---- scraping ----
@@ -845,7 +846,7 @@ func startBenchGateway(b *testing.B, admin bool) *benchGateway {
 		return f
 	}
 	upstream := bg.expect("up")[1]
-	cfg, err := ParseConfig("bench.yaml", []byte(fmt.Sprintf(`server:
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`server:
   shutdown_grace: 2s
   close_spread: 0s
 defaults:
@@ -1021,7 +1022,7 @@ func BenchmarkRelayMetricsPaired(b *testing.B) {
 func BenchmarkMetricsScrape(b *testing.B) {
 	for _, n := range []int{0, 1000, 10000} {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
-			cfg, err := ParseConfig("bench.yaml", []byte("routes:\n  - {name: a, path: /a, upstreams: [\"builtin:echo\"]}\n  - {name: b, path: /b, upstreams: [\"builtin:echo\"]}\n"))
+			cfg, err := config.Parse("bench.yaml", []byte("routes:\n  - {name: a, path: /a, upstreams: [\"builtin:echo\"]}\n  - {name: b, path: /b, upstreams: [\"builtin:echo\"]}\n"))
 			if err != nil {
 				b.Fatal(err)
 			}

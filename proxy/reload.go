@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"wsgate/internal/config"
 )
 
 // lifecycleMu serialises Reload and the admin drain: a drain that ran
@@ -24,7 +25,7 @@ var lifecycleMu sync.Mutex
 // the logger and TLS listener built from log.level, log.format and
 // tls.min_version) keep their old values, with a warning naming them.
 // Static certificate files are read again. On error nothing changed.
-func (g *Gateway) Reload(cfg *Config) error {
+func (g *Gateway) Reload(cfg *config.Config) error {
 	lifecycleMu.Lock()
 	defer lifecycleMu.Unlock()
 	if g.draining.Load() {
@@ -79,7 +80,7 @@ func (g *Gateway) Reload(cfg *Config) error {
 // apply, and cfg with their old values put back. `server:` holds the
 // listeners and the shutdown settings (SPEC: they need a restart); the
 // logger and the TLS listener's config are built once at start.
-func restartOnly(old, cfg *Config) ([]string, *Config) {
+func restartOnly(old, cfg *config.Config) ([]string, *config.Config) {
 	keys := changedKeys("server", reflect.ValueOf(old.Server), reflect.ValueOf(cfg.Server))
 	if old.Log.Level != cfg.Log.Level {
 		keys = append(keys, "log.level")

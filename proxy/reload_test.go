@@ -24,6 +24,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/config"
 )
 
 // TestShutdownCutsAtGrace: a client and an upstream that never answer the
@@ -155,7 +156,7 @@ func TestReloadKeepsServerSettings(t *testing.T) {
 	t.Parallel()
 	up := newGorillaUpstream(t, nil)
 	gw := startGateway(t, relayYAML(up.URL))
-	same, err := ParseConfig("test.yaml", []byte(relayYAML(up.URL)))
+	same, err := config.Parse("test.yaml", []byte(relayYAML(up.URL)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestReloadKeepsServerSettings(t *testing.T) {
 	if l := gw.Logs.Lines("need a restart"); len(l) != 0 {
 		t.Errorf("an unchanged server block warned: %q", l)
 	}
-	next, err := ParseConfig("test.yaml", []byte(relayYAML(up.URL, "server.shutdown_grace", "5s",
+	next, err := config.Parse("test.yaml", []byte(relayYAML(up.URL, "server.shutdown_grace", "5s",
 		"server.close_spread", "1s", "server.shutdown_close_code", "1012", "close_timeout", "700ms")))
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +206,7 @@ func TestReloadDuringShutdown(t *testing.T) {
 	up := newGorillaUpstream(t, nil)
 	gw := startGateway(t, relayYAML(up.URL))
 	gw.Shutdown(context.Background())
-	cfg, err := ParseConfig("test.yaml", []byte(relayYAML(up.URL, "close_timeout", "700ms")))
+	cfg, err := config.Parse("test.yaml", []byte(relayYAML(up.URL, "close_timeout", "700ms")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func TestReloadStaticCertificates(t *testing.T) {
 	if got := served(); got != first.cert.SerialNumber.String() {
 		t.Errorf("certificate changed to %s before the reload", got)
 	}
-	cfg, err := ParseConfig("tls-test.yaml", []byte(yamlText))
+	cfg, err := config.Parse("tls-test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +397,7 @@ routes:
 		}
 	}
 	// ...until the next reload puts it back.
-	cfg, err := ParseConfig("test.yaml", []byte(yamlText))
+	cfg, err := config.Parse("test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +448,7 @@ func TestDrainEveryUpstream(t *testing.T) {
 	waitFor(t, "the rejection to be logged", func() bool {
 		return len(gw.Logs.Lines(`"event":"rejected"`, `"route":"one"`, `"status":503`, "drained")) == 1
 	})
-	cfg, err := ParseConfig("test.yaml", []byte(yamlText))
+	cfg, err := config.Parse("test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,12 +475,12 @@ func sessionsOn(gw *testGateway, upstream string) int {
 // their config keys, every one of them a real key.
 func TestReloadServerKeyNames(t *testing.T) {
 	t.Parallel()
-	typ := reflect.TypeOf(ServerConfig{})
+	typ := reflect.TypeOf(config.ServerConfig{})
 	var got []string
 	for i := 0; i < typ.NumField(); i++ {
 		got = append(got, snakeCase(typ.Field(i).Name))
 	}
-	if strings.Join(got, " ") != strings.Join(serverKeys, " ") {
-		t.Errorf("ServerConfig fields as keys:\n%v\nthe config's server keys:\n%v", got, serverKeys)
+	if strings.Join(got, " ") != strings.Join(config.ServerKeys(), " ") {
+		t.Errorf("ServerConfig fields as keys:\n%v\nthe config's server keys:\n%v", got, config.ServerKeys())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"wsgate/handshake"
+	"wsgate/internal/config"
 )
 
 // certSet is the static certificates of a config, looked up by SNI name.
@@ -21,7 +22,7 @@ type certSet struct {
 
 // loadCertificates reads tls.certificates. SIGHUP calls it again, so renewed
 // files take effect without a restart.
-func loadCertificates(files []CertFile) (*certSet, error) {
+func loadCertificates(files []config.CertFile) (*certSet, error) {
 	cs := &certSet{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
 	for _, f := range files {
 		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
@@ -106,7 +107,7 @@ type tlsState struct {
 // then ACME-managed ones; HTTP/1.1 only (RFC 6455's handshake is an
 // HTTP/1.1 Upgrade; RFC 8441's WebSockets over h2 is not offered in this
 // version), plus "acme-tls/1" for TLS-ALPN-01 challenges with tls.acme.
-func (g *Gateway) tlsConfig(cfg *Config) *tls.Config {
+func (g *Gateway) tlsConfig(cfg *config.Config) *tls.Config {
 	minVersion := uint16(tls.VersionTLS12)
 	if cfg.TLS.MinVersion == "1.3" {
 		minVersion = tls.VersionTLS13

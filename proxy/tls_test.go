@@ -31,6 +31,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wsgate/internal/config"
 
 	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
@@ -191,7 +192,7 @@ func tlsConfigYAML(leaves []*tlsLeaf, tlsExtra, routes string) string {
 // listeners, plain and TLS, until the test ends.
 func startTLSGateway(t testing.TB, yamlText string) *tlsGateway {
 	t.Helper()
-	cfg, err := ParseConfig("tls-test.yaml", []byte(yamlText))
+	cfg, err := config.Parse("tls-test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yamlText)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wsgate/handshake"
+	"wsgate/internal/config"
 )
 
 // routeYAML is a one-route config for path /ws over upstreams, with extra
@@ -829,7 +830,7 @@ func TestBalanceLeastConnBurst(t *testing.T) {
 // as the client went away carries two wrapped causes (context.Canceled and
 // handshake.ErrBadResponse); answering it must not panic.
 func TestUpstreamFailedCanceledBadAnswer(t *testing.T) {
-	cfg, err := ParseConfig("test.yaml", []byte(routeYAML([]string{"builtin:echo"})))
+	cfg, err := config.Parse("test.yaml", []byte(routeYAML([]string{"builtin:echo"})))
 	if err != nil {
 		t.Fatal(err)
 	}

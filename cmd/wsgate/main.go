@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"wsgate/internal/config"
 	"wsgate/proxy"
 )
 
@@ -61,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "wsgate: -config FILE is required\n"+usage)
 		return 2
 	}
-	cfg, err := proxy.LoadConfig(*configPath)
+	cfg, err := config.Load(*configPath)
 	if cmd == "validate" {
 		return validate(cfg, err, *configPath, stdout, stderr)
 	}
@@ -72,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return serve(cfg, *configPath, stderr)
 }
 
-func validate(cfg *proxy.Config, err error, path string, stdout, stderr io.Writer) int {
+func validate(cfg *config.Config, err error, path string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -84,7 +85,7 @@ func validate(cfg *proxy.Config, err error, path string, stdout, stderr io.Write
 	return 0
 }
 
-func newLogger(cfg *proxy.Config, out io.Writer) zerolog.Logger {
+func newLogger(cfg *config.Config, out io.Writer) zerolog.Logger {
 	if cfg.Log.Format == "console" {
 		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
 	}
@@ -95,7 +96,7 @@ func newLogger(cfg *proxy.Config, out io.Writer) zerolog.Logger {
 	return zerolog.New(out).Level(level).With().Timestamp().Logger()
 }
 
-func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
+func serve(cfg *config.Config, path string, stderr io.Writer) int {
 	// Catch SIGHUP first: its default action kills the process, and a
 	// `systemctl reload` may come while the listeners are still opening.
 	hup := make(chan os.Signal, 1)
@@ -147,7 +148,7 @@ func serve(cfg *proxy.Config, path string, stderr io.Writer) int {
 	// and the one in force stays.
 	go func() {
 		for range hup {
-			next, err := proxy.LoadConfig(path)
+			next, err := config.Load(path)
 			if err != nil {
 				log.Error().Str("config", path).Str("errors", err.Error()).Msg("reload rejected: the config in force is unchanged")
 				continue

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"errors"
@@ -71,7 +71,7 @@ func readExpectations(t *testing.T, path, kind string) []expectation {
 	return out
 }
 
-// prefix is what ConfigError.Error starts with for an expectation.
+// prefix is what Error.Error starts with for an expectation.
 func (e expectation) prefix(file string) string {
 	s := file
 	if e.line > 0 {
@@ -97,18 +97,18 @@ func TestConfigErrorFiles(t *testing.T) {
 			if len(want) == 0 {
 				t.Fatal("file has no # want: annotation")
 			}
-			cfg, err := LoadConfig(file)
+			cfg, err := Load(file)
 			if err == nil {
 				t.Fatalf("loaded without error; want:\n%v", want)
 			}
 			if cfg != nil {
 				t.Error("a failed load returned a config")
 			}
-			var errs ConfigErrors
+			var errs Errors
 			if !errors.As(err, &errs) {
-				t.Fatalf("error is %T, want ConfigErrors", err)
+				t.Fatalf("error is %T, want Errors", err)
 			}
-			if !slices.IsSortedFunc(errs, func(a, b *ConfigError) int { return a.Line - b.Line }) {
+			if !slices.IsSortedFunc(errs, func(a, b *Error) int { return a.Line - b.Line }) {
 				t.Errorf("errors not sorted by line:\n%v", err)
 			}
 			ok := len(errs) == len(want)
@@ -138,9 +138,9 @@ func TestConfigWarningFiles(t *testing.T) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			t.Parallel()
 			want := readExpectations(t, file, "warn")
-			cfg, err := LoadConfig(file)
+			cfg, err := Load(file)
 			if err != nil {
-				t.Fatalf("LoadConfig: %v", err)
+				t.Fatalf("Load: %v", err)
 			}
 			ok := len(cfg.Warnings) == len(want)
 			for i := 0; ok && i < len(want); i++ {
@@ -164,13 +164,13 @@ func TestConfigWarningFiles(t *testing.T) {
 func TestConfigValidFilesHaveNoWarnings(t *testing.T) {
 	t.Parallel()
 	for _, file := range []string{
-		"../config.example.yaml",
+		"../../config.example.yaml",
 		"testdata/config/full.yaml",
 		"testdata/config/minimal.yaml",
 		"testdata/config/tls.yaml",
 		"testdata/config/anchors.yaml",
 	} {
-		cfg, err := LoadConfig(file)
+		cfg, err := Load(file)
 		if err != nil {
 			t.Errorf("%s: %v", file, err)
 			continue
@@ -183,8 +183,8 @@ func TestConfigValidFilesHaveNoWarnings(t *testing.T) {
 
 func TestConfigExample(t *testing.T) {
 	t.Parallel()
-	const file = "../config.example.yaml"
-	cfg, err := LoadConfig(file)
+	const file = "../../config.example.yaml"
+	cfg, err := Load(file)
 	if err != nil {
 		t.Fatalf("config.example.yaml must load with zero errors:\n%v", err)
 	}
@@ -257,7 +257,7 @@ func specSettingsDefaults() RouteSettings {
 
 func TestConfigMinimalDefaults(t *testing.T) {
 	t.Parallel()
-	cfg, err := LoadConfig("testdata/config/minimal.yaml")
+	cfg, err := Load("testdata/config/minimal.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestConfigMinimalDefaults(t *testing.T) {
 // a route's keys override defaults one by one, rate_limit key by key.
 func TestConfigFull(t *testing.T) {
 	t.Parallel()
-	cfg, err := LoadConfig("testdata/config/full.yaml")
+	cfg, err := Load("testdata/config/full.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +409,7 @@ func TestConfigFull(t *testing.T) {
 
 func TestConfigTLS(t *testing.T) {
 	t.Parallel()
-	cfg, err := LoadConfig("testdata/config/tls.yaml")
+	cfg, err := Load("testdata/config/tls.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func TestConfigTLS(t *testing.T) {
 
 func TestConfigACMEDefaults(t *testing.T) {
 	t.Parallel()
-	cfg, err := ParseConfig("mem.yaml", []byte(`
+	cfg, err := Parse("mem.yaml", []byte(`
 server: {tls_listen: ":8443"}
 tls: {acme: {email: ops@example.com, agree_terms: true}}
 routes: [{name: a, host: a.example.com, upstreams: [builtin:echo]}]
@@ -457,7 +457,7 @@ routes: [{name: a, host: a.example.com, upstreams: [builtin:echo]}]
 
 func TestConfigAnchors(t *testing.T) {
 	t.Parallel()
-	cfg, err := LoadConfig("testdata/config/anchors.yaml")
+	cfg, err := Load("testdata/config/anchors.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,8 +475,8 @@ func TestConfigAnchors(t *testing.T) {
 
 func TestConfigLoadMissingFile(t *testing.T) {
 	t.Parallel()
-	_, err := LoadConfig("testdata/config/does-not-exist.yaml")
-	var errs ConfigErrors
+	_, err := Load("testdata/config/does-not-exist.yaml")
+	var errs Errors
 	if !errors.As(err, &errs) || len(errs) != 1 {
 		t.Fatalf("err = %#v", err)
 	}
@@ -488,31 +488,31 @@ func TestConfigLoadMissingFile(t *testing.T) {
 func TestConfigErrorFormat(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		e    ConfigError
+		e    Error
 		want string
 	}{
-		{ConfigError{"cfg.yaml", 12, "routes[0].uptreams", "unknown key"}, "cfg.yaml:12: routes[0].uptreams: unknown key"},
-		{ConfigError{"cfg.yaml", 3, "", "YAML syntax: bad"}, "cfg.yaml:3: YAML syntax: bad"},
-		{ConfigError{"cfg.yaml", 0, "routes", "required"}, "cfg.yaml: routes: required"},
-		{ConfigError{"cfg.yaml", 0, "", "cannot read"}, "cfg.yaml: cannot read"},
+		{Error{"cfg.yaml", 12, "routes[0].uptreams", "unknown key"}, "cfg.yaml:12: routes[0].uptreams: unknown key"},
+		{Error{"cfg.yaml", 3, "", "YAML syntax: bad"}, "cfg.yaml:3: YAML syntax: bad"},
+		{Error{"cfg.yaml", 0, "routes", "required"}, "cfg.yaml: routes: required"},
+		{Error{"cfg.yaml", 0, "", "cannot read"}, "cfg.yaml: cannot read"},
 	} {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
 	}
-	errs := ConfigErrors{{"a", 1, "x", "one"}, {"a", 2, "y", "two"}}
+	errs := Errors{{"a", 1, "x", "one"}, {"a", 2, "y", "two"}}
 	if got := errs.Error(); got != "a:1: x: one\na:2: y: two" {
-		t.Errorf("ConfigErrors.Error() = %q", got)
+		t.Errorf("Errors.Error() = %q", got)
 	}
-	var one *ConfigError
+	var one *Error
 	if !errors.As(error(errs), &one) || one.Msg != "one" {
-		t.Errorf("errors.As(*ConfigError) = %v", one)
+		t.Errorf("errors.As(*Error) = %v", one)
 	}
 }
 
 func TestConfigYAMLErrorHasLine(t *testing.T) {
 	t.Parallel()
-	_, err := ParseConfig("x.yaml", []byte("routes:\n  - name: a\n   bad: indent\n"))
+	_, err := Parse("x.yaml", []byte("routes:\n  - name: a\n   bad: indent\n"))
 	if err == nil || !regexp.MustCompile(`^x\.yaml:\d+: YAML syntax: `).MatchString(err.Error()) {
 		t.Errorf("err = %v", err)
 	}
@@ -522,8 +522,8 @@ func TestConfigYAMLErrorHasLine(t *testing.T) {
 // well: a file with problems everywhere reports each of them, sorted by line.
 func TestConfigAllErrorsInLineOrder(t *testing.T) {
 	t.Parallel()
-	_, err := LoadConfig("testdata/config/errors/many_errors.yaml")
-	var errs ConfigErrors
+	_, err := Load("testdata/config/errors/many_errors.yaml")
+	var errs Errors
 	if !errors.As(err, &errs) {
 		t.Fatalf("err = %v", err)
 	}
@@ -806,7 +806,7 @@ func TestParseDuration(t *testing.T) {
 func FuzzParseConfig(f *testing.F) {
 	files, _ := filepath.Glob("testdata/config/*/*.yaml")
 	more, _ := filepath.Glob("testdata/config/*.yaml")
-	files = append(append(files, more...), "../config.example.yaml")
+	files = append(append(files, more...), "../../config.example.yaml")
 	for _, file := range files {
 		if b, err := os.ReadFile(file); err == nil {
 			f.Add(b)
@@ -817,14 +817,14 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("routes:\n  - <<: *x\n"))
 	f.Add([]byte("\xff\xfe"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig("fuzz.yaml", data)
+		cfg, err := Parse("fuzz.yaml", data)
 		if err != nil {
 			if cfg != nil {
 				t.Fatal("config returned with an error")
 			}
-			var errs ConfigErrors
+			var errs Errors
 			if !errors.As(err, &errs) || len(errs) == 0 {
-				t.Fatalf("error %T %v is not a non-empty ConfigErrors", err, err)
+				t.Fatalf("error %T %v is not a non-empty Errors", err, err)
 			}
 			for i, e := range errs {
 				if e.File != "fuzz.yaml" || e.Line < 0 || i > 0 && e.Line < errs[i-1].Line {

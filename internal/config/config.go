@@ -1,4 +1,4 @@
-package proxy
+package config
 
 // The config model, its loader and its validator.
 //
@@ -234,15 +234,15 @@ func (c *Config) RouteByName(name string) *Route {
 // TLSEnabled reports whether the TLS listener is on.
 func (c *Config) TLSEnabled() bool { return c.Server.TLSListen != "" }
 
-// ConfigError is one problem in a config file.
-type ConfigError struct {
+// Error is one problem in a config file.
+type Error struct {
 	File string
 	Line int    // 0 when the problem has no line (e.g. the file cannot be read)
 	Key  string // dotted path, e.g. "routes[1].upstreams[0]"; "" for the document
 	Msg  string
 }
 
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
@@ -258,10 +258,10 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// ConfigErrors is every problem found in a config file, sorted by line.
-type ConfigErrors []*ConfigError
+// Errors is every problem found in a config file, sorted by line.
+type Errors []*Error
 
-func (es ConfigErrors) Error() string {
+func (es Errors) Error() string {
 	s := make([]string, len(es))
 	for i, e := range es {
 		s[i] = e.Error()
@@ -269,8 +269,8 @@ func (es ConfigErrors) Error() string {
 	return strings.Join(s, "\n")
 }
 
-// Unwrap lets errors.As find the individual *ConfigError values.
-func (es ConfigErrors) Unwrap() []error {
+// Unwrap lets errors.As find the individual *Error values.
+func (es Errors) Unwrap() []error {
 	out := make([]error, len(es))
 	for i, e := range es {
 		out[i] = e
@@ -278,25 +278,25 @@ func (es ConfigErrors) Unwrap() []error {
 	return out
 }
 
-// LoadConfig reads and validates a config file. On failure the error is a
-// ConfigErrors listing every problem found.
-func LoadConfig(path string) (*Config, error) {
+// Load reads and validates a config file. On failure the error is a
+// Errors listing every problem found.
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, ConfigErrors{{File: path, Msg: "cannot read config: " + err.Error()}}
+		return nil, Errors{{File: path, Msg: "cannot read config: " + err.Error()}}
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
-// ParseConfig parses and validates a config held in memory; path is used in
+// Parse parses and validates a config held in memory; path is used in
 // messages only. Relative file names inside the config (certificates, CA
 // files, ACME storage) are used as written, that is relative to the working
-// directory of the process. ParseConfig never panics, whatever data holds.
-func ParseConfig(path string, data []byte) (*Config, error) {
+// directory of the process. Parse never panics, whatever data holds.
+func Parse(path string, data []byte) (*Config, error) {
 	p := &parser{file: path, lines: map[string]int{}, budget: nodeBudget}
 	root := p.decode(data)
 	if len(p.errs) > 0 {
@@ -316,8 +316,8 @@ const nodeBudget = 1_000_000
 
 type parser struct {
 	file      string
-	errs      []*ConfigError
-	warns     []*ConfigError
+	errs      []*Error
+	warns     []*Error
 	lines     map[string]int // dotted key -> line, for every value accepted
 	budget    int
 	exhausted bool
@@ -333,11 +333,11 @@ type certInfo struct {
 }
 
 func (p *parser) errf(line int, key, format string, args ...any) {
-	p.errs = append(p.errs, &ConfigError{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *parser) warnf(line int, key, format string, args ...any) {
-	p.warns = append(p.warns, &ConfigError{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	p.warns = append(p.warns, &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -904,7 +904,7 @@ func (p *parser) finish(cfg *Config) (*Config, error) {
 		p.errs = p.errs[:p.errsAtExhaustion]
 	}
 	if len(p.errs) > 0 {
-		return nil, ConfigErrors(sortDedupe(p.errs))
+		return nil, Errors(sortDedupe(p.errs))
 	}
 	for _, w := range sortDedupe(p.warns) {
 		cfg.Warnings = append(cfg.Warnings, w.Error())
@@ -914,8 +914,8 @@ func (p *parser) finish(cfg *Config) (*Config, error) {
 
 // sortDedupe sorts by line, keeping discovery order on a line, and drops
 // repeats (an aliased block is walked once per use).
-func sortDedupe(es []*ConfigError) []*ConfigError {
-	seen := map[ConfigError]bool{}
+func sortDedupe(es []*Error) []*Error {
+	seen := map[Error]bool{}
 	out := es[:0:0]
 	for _, e := range es {
 		if !seen[*e] {
@@ -2273,3 +2273,7 @@ func normalizeOrigin(s string, wildcard bool) (string, error) {
 	}
 	return scheme + "://" + host, nil
 }
+
+// ServerKeys returns the keys of the `server:` block, in the order of
+// ServerConfig's fields.
+func ServerKeys() []string { return slices.Clone(serverKeys) }
