@@ -1,0 +1,132 @@
+package config
+
+import (
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Built-in defaults, the document walk and the result.
+
+// ---------------------------------------------------------------------------
+// The document.
+
+var (
+	topKeys    = []string{"server", "tls", "log", "defaults", "routes"}
+	serverKeys = []string{"listen", "tls_listen", "admin_listen", "trusted_proxies", "proxy_protocol",
+		"max_connections", "handshake_timeout", "max_header_bytes", "max_pending_per_ip",
+		"upstream_failure_code", "shutdown_grace", "shutdown_close_code", "close_spread"}
+	tlsKeys      = []string{"acme", "certificates", "min_version"}
+	acmeKeys     = []string{"email", "ca", "ca_root", "agree_terms", "storage"}
+	certKeys     = []string{"cert", "key"}
+	logKeys      = []string{"level", "format", "access"}
+	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit"}
+	rateKeys     = []string{"handshakes", "connections_per_ip", "messages", "messages_per_ip", "bytes", "frames", "on_exceed"}
+	rateSpecKeys = []string{"rate", "burst"}
+	routeKeys    = []string{"name", "host", "path", "strip_prefix", "upstreams", "balance", "upstream_tls", "subprotocols", "set_headers", "allow_plain"}
+	upstreamKeys = []string{"url", "weight"}
+	upTLSKeys    = []string{"ca", "server_name", "insecure_skip_verify"}
+	// routeFieldKeys are the keys a route accepts: its own and any setting.
+	routeFieldKeys = slices.Concat(routeKeys, settingKeys)
+)
+
+func builtinServer() ServerConfig {
+	return ServerConfig{
+		Listen:              DefaultListen,
+		HandshakeTimeout:    10 * time.Second,
+		MaxHeaderBytes:      16 * KiB,
+		MaxPendingPerIP:     32,
+		UpstreamFailureCode: 1014,
+		ShutdownGrace:       30 * time.Second,
+		ShutdownCloseCode:   1001,
+		CloseSpread:         5 * time.Second,
+	}
+}
+
+func builtinSettings() RouteSettings {
+	return RouteSettings{
+		UpstreamDialTimeout: 5 * time.Second,
+		IdleTimeout:         5 * time.Minute,
+		PingInterval:        30 * time.Second,
+		PongTimeout:         15 * time.Second,
+		CloseTimeout:        5 * time.Second,
+		WriteTimeout:        30 * time.Second,
+		MaxFrameBytes:       1 * MiB,
+		MaxMessageBytes:     4 * MiB,
+		RateLimit:           RateLimits{OnExceed: DefaultOnExceed},
+	}
+}
+
+func (p *parser) config(root *yaml.Node) *Config {
+	cfg := &Config{
+		Path:   p.file,
+		Server: builtinServer(),
+		TLS:    TLSConfig{MinVersion: DefaultTLSMinVersion},
+		Log:    LogConfig{Level: "info", Format: "json", Access: true},
+	}
+	doc := deref(root)
+	docLine := lineOf(doc, 0)
+	if doc != nil && !isNull(doc) && doc.Kind != yaml.MappingNode {
+		p.errf(docLine, "", "the config must be a mapping with the keys %s; got %s", strings.Join(topKeys, ", "), describe(doc))
+		return cfg
+	}
+	var defaults settingsLayer
+	var routes *field
+	for _, f := range p.fields(val{doc, "", docLine}, topKeys) {
+		switch f.name {
+		case "server":
+			p.server(f.v, &cfg.Server)
+		case "tls":
+			p.tlsBlock(f.v, &cfg.TLS)
+		case "log":
+			p.logBlock(f.v, &cfg.Log)
+		case "defaults":
+			p.accept(f.v)
+			for _, g := range p.fields(f.v, settingKeys) {
+				p.setting(&defaults, g)
+			}
+		case "routes":
+			routes = &f
+		}
+	}
+	cfg.Defaults = p.resolveSettings("defaults", settingsLayer{}, defaults, p.firstLine("defaults"))
+	if routes == nil {
+		p.errf(docLine, "routes", "required: at least one route")
+	} else {
+		cfg.Routes = p.routes(routes.v, defaults)
+	}
+	p.checkServer(cfg)
+	p.checkTLS(cfg)
+	return cfg
+}
+
+func (p *parser) finish(cfg *Config) (*Config, error) {
+	if p.exhausted {
+		p.errs = p.errs[:p.errsAtExhaustion]
+	}
+	if len(p.errs) > 0 {
+		return nil, Errors(sortDedupe(p.errs))
+	}
+	for _, w := range sortDedupe(p.warns) {
+		cfg.Warnings = append(cfg.Warnings, w.Error())
+	}
+	return cfg, nil
+}
+
+// sortDedupe sorts by line, keeping discovery order on a line, and drops
+// repeats (an aliased block is walked once per use).
+func sortDedupe(es []*Error) []*Error {
+	seen := map[Error]bool{}
+	out := es[:0:0]
+	for _, e := range es {
+		if !seen[*e] {
+			seen[*e] = true
+			out = append(out, e)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return out
+}
