@@ -23,6 +23,7 @@ import (
 	"wsgate/frame"
 	"wsgate/handshake"
 	"wsgate/internal/config"
+	"wsgate/internal/relay"
 	"wsgate/ratelimit"
 )
 
@@ -49,7 +50,8 @@ type Gateway struct {
 	fdLog    fdAlarms // "out of file descriptors" lines, rate-limited (fdlimit.go)
 	// hooks lets tests widen race windows in the relay (session.go
 	// relayHooks); nil in production.
-	hooks atomic.Pointer[relayHooks]
+	hooks atomic.Pointer[relay.Hooks]
+	poll  *relay.Poller // parked legs; nil where legs do not park
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -67,7 +69,7 @@ type routeState struct {
 	upstream map[*Backend]*config.Upstream
 	dialer   *handshake.Dialer
 	echo     *handshake.Dialer // for builtin:echo upstreams
-	session  sessionConfig
+	session  relay.Config
 	limits   atomic.Pointer[routeLimits] // set on first use (limitsFor)
 }
 
@@ -76,8 +78,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log}
 	g.reg.init()
 	// The poller for parked legs, now: at the open-file cap it could not
-	// be created later.
-	thePoller()
+	// be created later. Serve closes it when it returns.
+	g.poll = relay.NewPoller()
 	g.metrics = newMetrics(g)
 	snap, err := buildSnapshot(cfg)
 	if err != nil {
@@ -139,16 +141,16 @@ func buildRoute(cfg *config.Config, r *config.Route) (*routeState, error) {
 	rs.dialer = &handshake.Dialer{TLSConfig: tlsCfg}
 	rs.echo = &handshake.Dialer{NetDialContext: dialEcho}
 	set := r.Settings
-	rs.session = sessionConfig{
-		pingInterval: set.PingInterval,
-		pongTimeout:  set.PongTimeout,
-		idleTimeout:  set.IdleTimeout,
-		closeTimeout: set.CloseTimeout,
-		writeTimeout: set.WriteTimeout,
-		maxFrame:     int64(set.EffectiveMaxFrameBytes()),
-		maxMessage:   int64(set.MaxMessageBytes),
-		failureCode:  frame.CloseCode(cfg.Server.UpstreamFailureCode),
-		shutdownCode: frame.CloseCode(cfg.Server.ShutdownCloseCode),
+	rs.session = relay.Config{
+		PingInterval: set.PingInterval,
+		PongTimeout:  set.PongTimeout,
+		IdleTimeout:  set.IdleTimeout,
+		CloseTimeout: set.CloseTimeout,
+		WriteTimeout: set.WriteTimeout,
+		MaxFrame:     int64(set.EffectiveMaxFrameBytes()),
+		MaxMessage:   int64(set.MaxMessageBytes),
+		FailureCode:  frame.CloseCode(cfg.Server.UpstreamFailureCode),
+		ShutdownCode: frame.CloseCode(cfg.Server.ShutdownCloseCode),
 	}
 	return rs, nil
 }
@@ -245,16 +247,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s := newSession(rs.session)
-	s.hooks = g.hooks.Load()
-	s.route, s.client, s.upstream, s.protocol, s.backend = rs.cfg.Name, client.String(), b.Key, up.Protocol, b
-	s.c.attach(s, conn, br)
-	s.u.attach(s, up.Conn, up.Reader)
-	if s.lim = rl.forSession(key); s.lim != nil && s.lim.throttle {
-		s.c.wakec = make(chan struct{}, 1)
-	}
+	s := relay.New(rs.session)
+	s.Hooks = g.hooks.Load()
+	s.Route, s.Client, s.Upstream, s.Protocol = rs.cfg.Name, client.String(), b.Key, up.Protocol
+	s.Attach(conn, br, up.Conn, up.Reader, g.poll)
+	s.SetLimits(rl.forSession(key))
 	access := snap.cfg.Log.Access
-	s.onEnd = func() {
+	s.OnEnd = func() {
 		g.reg.remove(s)
 		g.metrics.sessionEnded(s)
 		// Log before the session stops counting as open, so that anyone
@@ -274,9 +273,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// was in flight could not see this session: hold it to the config in
 	// force now. (Registering first, then checking, leaves no gap.)
 	if g.stale(s) {
-		go s.apply(evDrained, "gateway")
+		go s.Drain()
 	}
-	s.relay()
+	s.Run()
 }
 
 // dialUpstream handshakes with the route's upstreams in the pool's order, at
@@ -465,25 +464,26 @@ func (g *Gateway) logReject(r *http.Request, route string, status int, reason st
 		Str("host", r.Host).Str("path", r.URL.Path).Int("status", status).Str("reason", reason).Msg("handshake rejected")
 }
 
-func (g *Gateway) accessLog(s *session) {
-	e := g.log.Info().Str("event", "session").Str("route", s.route).Str("client", s.client).
-		Str("upstream", s.upstream).Str("subprotocol", s.protocol).
-		Time("start", s.start).Float64("duration", time.Since(s.start).Seconds()).
-		Int64("c2u_frames", s.c.frames.Load()).Int64("c2u_messages", s.c.messages.Load()).Int64("c2u_bytes", s.c.bytes.Load()).
-		Int64("u2c_frames", s.u.frames.Load()).Int64("u2c_messages", s.u.messages.Load()).Int64("u2c_bytes", s.u.bytes.Load())
-	closeFields(e, "client", &s.c)
-	closeFields(e, "upstream", &s.u)
-	s.mu.Lock()
-	e = e.Str("closed_by", s.closedBy).Str("reason", s.why).Bool("truncated", s.truncated)
-	s.mu.Unlock()
+func (g *Gateway) accessLog(s *relay.Session) {
+	cf, cm, cb := s.Tally(relay.SideClient)
+	uf, um, ub := s.Tally(relay.SideUpstream)
+	e := g.log.Info().Str("event", "session").Str("route", s.Route).Str("client", s.Client).
+		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).
+		Time("start", s.Start()).Float64("duration", time.Since(s.Start()).Seconds()).
+		Int64("c2u_frames", cf).Int64("c2u_messages", cm).Int64("c2u_bytes", cb).
+		Int64("u2c_frames", uf).Int64("u2c_messages", um).Int64("u2c_bytes", ub)
+	closeFields(e, "client", s, relay.SideClient)
+	closeFields(e, "upstream", s, relay.SideUpstream)
+	closedBy, why, truncated := s.Outcome()
+	e = e.Str("closed_by", closedBy).Str("reason", why).Bool("truncated", truncated)
 	e.Msg("session closed")
 }
 
 // closeFields logs the Close frame a leg received from the gateway:
 // code "none" when it got none.
-func closeFields(e *zerolog.Event, name string, l *leg) {
-	if l.sentAny {
-		e.Str(name+"_close_code", strconv.Itoa(int(l.sentCode))).Str(name+"_close_reason", l.sentWhy)
+func closeFields(e *zerolog.Event, name string, s *relay.Session, side relay.Side) {
+	if code, reason, ok := s.CloseSent(side); ok {
+		e.Str(name+"_close_code", strconv.Itoa(int(code))).Str(name+"_close_reason", reason)
 	} else {
 		e.Str(name+"_close_code", "none")
 	}
@@ -493,27 +493,27 @@ func closeFields(e *zerolog.Event, name string, l *leg) {
 // metrics.
 type registry struct {
 	mu sync.Mutex
-	m  map[*session]struct{}
+	m  map[*relay.Session]struct{}
 }
 
-func (r *registry) init() { r.m = make(map[*session]struct{}) }
+func (r *registry) init() { r.m = make(map[*relay.Session]struct{}) }
 
-func (r *registry) add(s *session) {
+func (r *registry) add(s *relay.Session) {
 	r.mu.Lock()
 	r.m[s] = struct{}{}
 	r.mu.Unlock()
 }
 
-func (r *registry) remove(s *session) {
+func (r *registry) remove(s *relay.Session) {
 	r.mu.Lock()
 	delete(r.m, s)
 	r.mu.Unlock()
 }
 
-func (r *registry) list() []*session {
+func (r *registry) list() []*relay.Session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]*session, 0, len(r.m))
+	out := make([]*relay.Session, 0, len(r.m))
 	for s := range r.m {
 		out = append(out, s)
 	}
@@ -536,11 +536,19 @@ var _ = net.Dial
 
 // stale reports whether s's route or upstream has left the config in force,
 // or its upstream was drained.
-func (g *Gateway) stale(s *session) bool {
-	rs := g.snap.Load().route(s.route)
+func (g *Gateway) stale(s *relay.Session) bool {
+	rs := g.snap.Load().route(s.Route)
 	if rs == nil {
 		return true
 	}
-	b := rs.backend(s.upstream)
+	b := rs.backend(s.Upstream)
 	return b == nil || b.Drained()
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

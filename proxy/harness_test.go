@@ -94,3 +94,14 @@ func (s *syncBuffer) Lines(substrs ...string) []string {
 	}
 	return out
 }
+
+// clientConns are the client connections of g's open sessions.
+func (g *Gateway) clientConns() []*gateConn {
+	var out []*gateConn
+	for _, s := range g.reg.list() {
+		if c, ok := s.ClientConn().(*gateConn); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -29,8 +29,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
-	"wsgate/frame"
 	"wsgate/internal/config"
+	"wsgate/internal/relay"
 	"wsgate/ratelimit"
 )
 
@@ -174,144 +174,21 @@ func headBytes(r *http.Request) int {
 	return n
 }
 
-// sessionLimits are the limits one session's client pump applies. Only that
-// pump uses the per-session buckets; messages_per_ip is the route's keyed
-// limiter, shared by every session of the client address.
-type sessionLimits struct {
-	frames, messages, bytes *rate.Limiter // nil: no limit
-	perIP                   *ratelimit.Keyed
-	key                     netip.Addr // the client address's limiter key
-	throttle                bool
-	hits                    *limitHits
-}
-
 // forSession returns the limits for a new session of the client with limiter
 // key key, or nil if the route has none.
-func (rl *routeLimits) forSession(key netip.Addr) *sessionLimits {
+func (rl *routeLimits) forSession(key netip.Addr) *relay.Limits {
 	c := &rl.cfg
 	if c.Frames == nil && c.Messages == nil && c.Bytes == nil && rl.perIP == nil {
 		return nil
 	}
-	l := &sessionLimits{perIP: rl.perIP, key: key, throttle: rl.throttle, hits: &rl.hits}
+	l := &relay.Limits{PerIP: rl.perIP, Key: key, Throttle: rl.throttle, Hits: relay.LimitHits{
+		Frames: &rl.hits.frames, Messages: &rl.hits.messages, Bytes: &rl.hits.bytes, PerIP: &rl.hits.perIP}}
 	bucket := func(r *config.Rate) *rate.Limiter {
 		if r == nil {
 			return nil
 		}
 		return rate.NewLimiter(rate.Limit(r.PerSecond), burstOf(r))
 	}
-	l.frames, l.messages, l.bytes = bucket(c.Frames), bucket(c.Messages), bucket(c.Bytes)
+	l.Frames, l.Messages, l.Bytes = bucket(c.Frames), bucket(c.Messages), bucket(c.Bytes)
 	return l
-}
-
-// limit applies the client's limits to the frame h, whose header has just
-// been read from src (the client leg) and whose payload has not. It reports
-// false if the frame is over a limit with on_exceed: close: the client has
-// been sent 1008 and the upstream 1001, and the caller steps over the
-// payload and lingers as after any violation. With on_exceed: throttle it
-// waits for the tokens and reports true — also when the wait was cut short
-// because the session is closing, which the caller sees on src.
-func (s *session) limit(src *leg, h frame.Header) bool {
-	lim := s.lim
-	first := h.Opcode == frame.OpText || h.Opcode == frame.OpBinary
-	var nbytes int
-	if lim.bytes != nil && h.Opcode.IsData() {
-		// A frame is never larger than the burst (config validation);
-		// were it so, it costs the whole burst rather than never passing.
-		nbytes = int(min(h.Length, int64(lim.bytes.Burst())))
-	}
-	var nmsg int
-	if first {
-		nmsg = 1
-	}
-	taken, counted := false, false
-	for {
-		now := time.Now()
-		var over *limitHit
-		var wait time.Duration
-		if !taken {
-			// The session's own buckets: only this pump uses them, so
-			// look first and take all or nothing.
-			for _, b := range [...]struct {
-				lim *rate.Limiter
-				n   int
-				hit *limitHit
-			}{{lim.frames, 1, &lim.hits.frames}, {lim.messages, nmsg, &lim.hits.messages}, {lim.bytes, nbytes, &lim.hits.bytes}} {
-				if b.lim == nil || b.n == 0 {
-					continue
-				}
-				if d := ratelimit.Delay(b.lim, now, b.n); d > wait {
-					wait, over = d, b.hit
-				}
-			}
-			if over == nil {
-				for _, b := range [...]struct {
-					lim *rate.Limiter
-					n   int
-				}{{lim.frames, 1}, {lim.messages, nmsg}, {lim.bytes, nbytes}} {
-					if b.lim != nil && b.n > 0 {
-						b.lim.AllowN(now, b.n)
-					}
-				}
-				taken = true
-			}
-		}
-		if over == nil && first && lim.perIP != nil {
-			if ok, retry := lim.perIP.AllowN(lim.key, now, 1); !ok {
-				over, wait = &lim.hits.perIP, retry
-			}
-		}
-		if over == nil {
-			return true
-		}
-		if !counted {
-			over.Inc()
-			counted = true
-		}
-		if !lim.throttle {
-			s.flush(src) // what was relayed before the limit goes out first
-			s.apply(evClientRate, "gateway")
-			return false
-		}
-		if !s.throttle(src, max(wait, time.Millisecond)) {
-			return true
-		}
-	}
-}
-
-// throttle stops reading src for d (SPEC "The relay": while a leg is
-// throttled, its pong and idle timers are suspended). The timers are frozen
-// by shifting them by the time waited; the idle clock, which the other pump
-// reads too, is pushed forward by d for the wait and set right after it. A
-// Close sent to src, or src's end, cuts the wait short (leg.wake): it reports
-// false then.
-func (s *session) throttle(src *leg, d time.Duration) bool {
-	start := s.now()
-	var idle, held int64
-	for {
-		idle = s.lastData.Load()
-		held = idle + int64(d)
-		if s.lastData.CompareAndSwap(idle, held) {
-			break
-		}
-	}
-	s.flush(src) // frames already relayed must not wait for the throttle
-	t := time.NewTimer(d)
-	select {
-	case <-t.C:
-	case <-src.wakec:
-		t.Stop()
-	}
-	waited := s.now() - start
-	src.lastRead += waited
-	if src.pingSent != 0 {
-		src.pingSent += waited
-	}
-	// Unless data went the other way meanwhile (the other pump stored its
-	// own time), the idle clock resumes where it stopped.
-	s.lastData.CompareAndSwap(held, idle+waited)
-	if src.sentClose.Load() || src.dead.Load() || src.lost.Load() {
-		return false
-	}
-	s.rearm(src)
-	return true
 }

@@ -212,6 +212,10 @@ func (c *gateConn) CloseWrite() error {
 	return errors.ErrUnsupported
 }
 
+// NetConn is the TCP connection under the wrappers: the relay parks on its
+// descriptor and closes it directly when a leg is gone.
+func (c *gateConn) NetConn() net.Conn { return c.raw }
+
 func (c *gateConn) Close() error {
 	c.finish()
 	return c.Conn.Close()
@@ -339,6 +343,8 @@ func httpRefusal(b []byte) (status int, reason string, ok bool) {
 	}
 	return status, "malformed request (" + strings.ToValidUTF8(body, "?") + "): connection closed", true
 }
+
+var _ net.Conn = (*gateConn)(nil)
 
 // connState is the WebSocket servers' http.Server.ConnState hook.
 func (g *Gateway) connState(nc net.Conn, st http.ConnState) {

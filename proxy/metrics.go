@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"wsgate/internal/relay"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -45,7 +46,7 @@ type metrics struct {
 // closeKey names a wsgate_close_total series; code is -1 for "none".
 type closeKey struct {
 	route string
-	side  side
+	side  relay.Side
 	code  int
 }
 
@@ -54,7 +55,7 @@ type closeKey struct {
 type routeStats struct {
 	sessions        float64
 	messages, bytes [2]float64 // finished sessions; [0] client→upstream, [1] upstream→client
-	live            map[*session]struct{}
+	live            map[*relay.Session]struct{}
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -87,16 +88,16 @@ func newMetrics(g *Gateway) *metrics {
 func (m *metrics) route(name string) *routeStats {
 	r := m.routes[name]
 	if r == nil {
-		r = &routeStats{live: make(map[*session]struct{})}
+		r = &routeStats{live: make(map[*relay.Session]struct{})}
 		m.routes[name] = r
 	}
 	return r
 }
 
 // sessionStarted counts s (the client got its 101) and makes it live.
-func (m *metrics) sessionStarted(s *session) {
+func (m *metrics) sessionStarted(s *relay.Session) {
 	m.mu.Lock()
-	r := m.route(s.route)
+	r := m.route(s.Route)
 	r.sessions++
 	r.live[s] = struct{}{}
 	m.mu.Unlock()
@@ -104,15 +105,12 @@ func (m *metrics) sessionStarted(s *session) {
 
 // sessionEnded folds a finished session into its route's totals. Its pumps
 // are done: nothing writes its tallies or close fields any more.
-func (m *metrics) sessionEnded(s *session) {
+func (m *metrics) sessionEnded(s *relay.Session) {
 	m.mu.Lock()
-	r := m.route(s.route)
+	r := m.route(s.Route)
 	delete(r.live, s)
-	r.messages[0] += float64(s.c.messages.Load())
-	r.messages[1] += float64(s.u.messages.Load())
-	r.bytes[0] += float64(s.c.bytes.Load())
-	r.bytes[1] += float64(s.u.bytes.Load())
-	cc, cu := m.closeCounter(s.route, &s.c), m.closeCounter(s.route, &s.u)
+	addTallies(&r.messages, &r.bytes, s)
+	cc, cu := m.closeCounter(s, relay.SideClient), m.closeCounter(s, relay.SideUpstream)
 	m.mu.Unlock()
 	cc.Inc()
 	cu.Inc()
@@ -120,10 +118,11 @@ func (m *metrics) sessionEnded(s *session) {
 
 // closeCounter returns the close_total series of a finished leg; the caller
 // holds mu.
-func (m *metrics) closeCounter(route string, l *leg) prometheus.Counter {
-	k := closeKey{route: route, side: l.side, code: -1}
-	if l.sentAny {
-		k.code = int(l.sentCode)
+func (m *metrics) closeCounter(s *relay.Session, side relay.Side) prometheus.Counter {
+	route := s.Route
+	k := closeKey{route: route, side: side, code: -1}
+	if code, _, ok := s.CloseSent(side); ok {
+		k.code = int(code)
 		if isAppCode(k.code) {
 			if _, seen := m.appCodes[k.code]; !seen {
 				if len(m.appCodes) >= maxAppCloseCodes {
@@ -136,7 +135,7 @@ func (m *metrics) closeCounter(route string, l *leg) prometheus.Counter {
 	}
 	c := m.closeSeries[k]
 	if c == nil {
-		c = m.closes.WithLabelValues(route, l.side.String(), closeCodeLabel(k.code))
+		c = m.closes.WithLabelValues(route, side.String(), closeCodeLabel(k.code))
 		m.closeSeries[k] = c
 	}
 	return c
@@ -193,7 +192,7 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	m := g.metrics
 	type acc struct {
 		routeStats
-		live []*session
+		live []*relay.Session
 	}
 	per := make(map[string]*acc)
 	get := func(route string) *acc {
@@ -219,7 +218,7 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, r := range m.routes {
 		a := get(name)
 		a.sessions, a.messages, a.bytes = r.sessions, r.messages, r.bytes
-		a.live = make([]*session, 0, len(r.live))
+		a.live = make([]*relay.Session, 0, len(r.live))
 		for s := range r.live {
 			a.live = append(a.live, s)
 		}
@@ -227,10 +226,7 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Unlock()
 	for route, a := range per {
 		for _, s := range a.live {
-			a.messages[0] += float64(s.c.messages.Load())
-			a.messages[1] += float64(s.u.messages.Load())
-			a.bytes[0] += float64(s.c.bytes.Load())
-			a.bytes[1] += float64(s.u.bytes.Load())
+			addTallies(&a.messages, &a.bytes, s)
 		}
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, a.sessions, route)
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(len(a.live)), route)
@@ -249,4 +245,14 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, v, r.cfg.Name, b.Key)
 		}
 	}
+}
+
+// addTallies adds s's messages and bytes, per direction, to m and b.
+func addTallies(m, b *[2]float64, s *relay.Session) {
+	_, cm, cb := s.Tally(relay.SideClient)
+	_, um, ub := s.Tally(relay.SideUpstream)
+	m[0] += float64(cm)
+	m[1] += float64(um)
+	b[0] += float64(cb)
+	b[1] += float64(ub)
 }

@@ -34,6 +34,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/internal/config"
+	"wsgate/internal/relay"
 )
 
 // ---- scraping ----
@@ -930,7 +931,8 @@ func BenchmarkRelayMetricsPaired(b *testing.B) {
 		var n int64
 		for _, r := range m.routes {
 			for s := range r.live {
-				n += s.u.messages.Load()
+				_, m, _ := s.Tally(relay.SideUpstream)
+				n += m
 			}
 		}
 		return n
@@ -1031,9 +1033,8 @@ func BenchmarkMetricsScrape(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := range n {
-				s := newSession(sessionConfig{})
-				s.route = [2]string{"a", "b"}[i%2]
-				s.c.messages.Store(int64(i))
+				s := relay.New(relay.Config{})
+				s.Route = [2]string{"a", "b"}[i%2]
 				g.metrics.sessionStarted(s)
 			}
 			h := g.adminHandler()

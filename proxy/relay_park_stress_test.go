@@ -1,6 +1,6 @@
 package proxy
 
-// Parking under stress: traffic around the parkAfter boundary, keepalive
+// Parking under stress: traffic around the relay.ParkAfter boundary, keepalive
 // pings and every kind of ending; every session must end and leave nothing
 // in the poller.
 
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"wsgate/frame"
+	"wsgate/internal/relay"
 )
 
 func parkEchoUpstream(t *testing.T) *rawUpstream {
@@ -54,7 +55,9 @@ func TestParkStress(t *testing.T) {
 			}
 			c.t = t
 			defer c.conn.Close()
-			jitter := func() { time.Sleep(parkAfter - 60*time.Millisecond + time.Duration(rand.IntN(120))*time.Millisecond) }
+			jitter := func() {
+				time.Sleep(relay.ParkAfter - 60*time.Millisecond + time.Duration(rand.IntN(120))*time.Millisecond)
+			}
 			awaitEcho := func(want string) bool {
 				for {
 					f, err := c.read()
@@ -129,15 +132,7 @@ func TestParkStress(t *testing.T) {
 	}
 	// Entries of finished legs would be a leak (legs of other tests'
 	// sessions still running may be there legitimately).
-	left := 0
-	thePoller().mu.Lock()
-	for _, l := range thePoller().legs {
-		if l.dead.Load() {
-			left++
-		}
-	}
-	thePoller().mu.Unlock()
-	if left != 0 {
+	if left := gw.poll.Watching(); left != 0 {
 		t.Errorf("%d poller entries of finished legs left after every session ended", left)
 	}
 }
@@ -151,9 +146,9 @@ func TestParkCutSession(t *testing.T) {
 	c := dialRaw(t, gw.Addr, "/")
 	defer c.conn.Close()
 	_ = recvPeer(t, ups)
-	waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 	for _, s := range gw.reg.list() {
-		cutSession(s)
+		s.Cut()
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for gw.active.Load() != 0 {

@@ -18,17 +18,14 @@ import (
 	"github.com/gorilla/websocket"
 
 	"wsgate/frame"
+	"wsgate/internal/relay"
 )
 
 // parkedLegs counts the legs of the gateway's sessions that are parked.
 func parkedLegs(g *Gateway) (parked, legs int) {
 	for _, s := range g.reg.list() {
-		for _, l := range []*leg{&s.c, &s.u} {
-			legs++
-			if l.parked.Load() {
-				parked++
-			}
-		}
+		legs += 2
+		parked += s.ParkedLegs()
 	}
 	return parked, legs
 }
@@ -65,7 +62,7 @@ func TestParkIdleSessionsResume(t *testing.T) {
 	}
 	// rawUpstream runs one handler goroutine per connection (blocked in
 	// the test's own reads, not the gateway's): count the gateway's alone.
-	waitParked(t, gw.Gateway, 2*n, parkAfter+3*time.Second)
+	waitParked(t, gw.Gateway, 2*n, relay.ParkAfter+3*time.Second)
 	runtime.GC()
 	if g := runtime.NumGoroutine() - before; g > n+5 {
 		t.Errorf("%d goroutines more than before %d parked sessions, want at most %d (the test upstream's handlers)", g, n, n+5)
@@ -81,7 +78,7 @@ func TestParkIdleSessionsResume(t *testing.T) {
 			t.Fatalf("client %d got %v, want the binary %q", i, f, msg)
 		}
 	}
-	waitParked(t, gw.Gateway, 2*n, parkAfter+3*time.Second)
+	waitParked(t, gw.Gateway, 2*n, relay.ParkAfter+3*time.Second)
 	// A close handshake started by a parked client completes.
 	cs[0].sendClose(4000, "bye")
 	us[0].expectClose(4000, "bye")
@@ -97,14 +94,14 @@ func TestParkPeerGone(t *testing.T) {
 	gw := startGateway(t, relayYAML(up.URL))
 	c := dialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
-	waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 	c.reset()
 	u.expectClose(1001, "client gone")
 	expectLog(t, gw, "reason", "client_gone", "closed_by", "client")
 
 	c2 := dialRaw(t, gw.Addr, "/")
 	u2 := recvPeer(t, ups)
-	waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 	u2.conn.Close()
 	c2.expectClose(1014, "upstream gone")
 }
@@ -117,7 +114,7 @@ func TestParkTimers(t *testing.T) {
 		up := newGorillaUpstream(t, nil) // answers the gateway's pings
 		gw := startGateway(t, relayYAML(up.URL, "ping_interval", "1500ms", "pong_timeout", "500ms"))
 		c := dialRaw(t, gw.Addr, "/")
-		waitParked(t, gw.Gateway, 2, parkAfter+time.Second)
+		waitParked(t, gw.Gateway, 2, relay.ParkAfter+time.Second)
 		start := time.Now()
 		// The silent client is pinged once and found gone; the upstream,
 		// which answers, gets 1001.
@@ -134,7 +131,7 @@ func TestParkTimers(t *testing.T) {
 		gw := startGateway(t, relayYAML(up.URL, "idle_timeout", "1500ms"))
 		c := dialRaw(t, gw.Addr, "/")
 		u := recvPeer(t, ups)
-		waitParked(t, gw.Gateway, 2, parkAfter+time.Second)
+		waitParked(t, gw.Gateway, 2, relay.ParkAfter+time.Second)
 		c.expectClose(1001, "idle timeout")
 		u.expectClose(1001, "idle timeout")
 		expectLog(t, gw, "reason", "idle")
@@ -147,7 +144,7 @@ func TestParkShutdown(t *testing.T) {
 	gw := startGateway(t, relayYAML(up.URL))
 	c := dialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
-	waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -179,7 +176,7 @@ func TestParkGorillaPeers(t *testing.T) {
 	text := strings.Repeat("héllo wörld ", 1500) // ~20 KB: gorilla sends it in fragments
 	bin := bytes.Repeat([]byte{0, 1, 2, 0xff}, 5000)
 	for round := range 2 {
-		waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+		waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 		if err := c.WriteMessage(websocket.TextMessage, []byte(text)); err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +232,7 @@ func TestParkProxyProtocol(t *testing.T) {
 		a := mustHandshake(t, gw.Addr, "", c.header, c.extra...)
 		expectStatus(t, a, 101, c.name)
 		cl, u := a.peer, recvPeer(t, ups)
-		waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+		waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 		for round := range 2 {
 			msg := []byte(c.name + " " + itoa(round))
 			cl.send(true, frame.OpText, msg)
@@ -246,7 +243,7 @@ func TestParkProxyProtocol(t *testing.T) {
 			if f := cl.next(); f.Opcode != frame.OpBinary || string(f.Payload) != string(msg) {
 				t.Fatalf("%s: client got %v, want %q", c.name, f, msg)
 			}
-			waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+			waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 		}
 		cl.sendClose(1000, "bye")
 		u.expectClose(1000, "bye")
@@ -283,7 +280,7 @@ func TestParkTLS(t *testing.T) {
 			t.Fatalf("TLS %x: %v", version, err)
 		}
 		up.request(t)
-		waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+		waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 		for _, size := range []int{1, 125, 20_000, 70_000} {
 			msg := bytes.Repeat([]byte{byte(size)}, size)
 			_ = c.SetReadDeadline(time.Now().Add(tlsIO))
@@ -295,7 +292,7 @@ func TestParkTLS(t *testing.T) {
 			if err != nil || typ != websocket.BinaryMessage || !bytes.Equal(p, msg) {
 				t.Fatalf("TLS %x, %d bytes: echo type %d, %d bytes, %v", version, size, typ, len(p), err)
 			}
-			waitParked(t, gw.Gateway, 2, parkAfter+3*time.Second)
+			waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 		}
 		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"), time.Now().Add(tlsIO))
 		if code := up.closeCode(t, tlsIO); code != 1000 {
@@ -306,7 +303,7 @@ func TestParkTLS(t *testing.T) {
 	}
 }
 
-// A sender that pauses inside a frame for longer than parkAfter does not
+// A sender that pauses inside a frame for longer than relay.ParkAfter does not
 // make the pump spin: it cannot park mid-frame, and a read deadline left in
 // the past would time every read out at once without reading. Checked by
 // the process's CPU time while the sender pauses, with a small frame
@@ -323,7 +320,7 @@ func TestParkNoSpinMidFrame(t *testing.T) {
 		cut := len(b) - 100
 		c.write(b[:cut])
 		before := cpuTime(t)
-		time.Sleep(parkAfter + 1500*time.Millisecond)
+		time.Sleep(relay.ParkAfter + 1500*time.Millisecond)
 		used := cpuTime(t) - before
 		c.write(b[cut:])
 		if f := u.next(); f.Opcode != frame.OpBinary || !bytes.Equal(f.Payload, payload) {
@@ -331,7 +328,7 @@ func TestParkNoSpinMidFrame(t *testing.T) {
 		}
 		if used > 500*time.Millisecond {
 			t.Errorf("%d-byte frame: the process used %v of CPU while the sender paused %v mid-frame, want next to none",
-				size, used, parkAfter+1500*time.Millisecond)
+				size, used, relay.ParkAfter+1500*time.Millisecond)
 		}
 		c.sendClose(1000, "")
 		u.expectClose(1000, "")

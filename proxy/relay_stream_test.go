@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"wsgate/frame"
+	"wsgate/internal/relay"
 )
 
 const (
@@ -258,26 +259,18 @@ func TestStreamBufCap(t *testing.T) {
 	}
 	echo("large buffers free", 1<<20+123)
 
-	var held []*[]byte
-	for range 2 * maxStreamBufs {
-		b := getStreamBuf()
-		if b == nil {
-			break
-		}
-		held = append(held, b)
-	}
-	if len(held) != maxStreamBufs {
-		t.Fatalf("took %d large stream buffers, want exactly maxStreamBufs (%d)", len(held), maxStreamBufs)
+	n, release := relay.TakeStreamBufs()
+	if n != relay.MaxStreamBufs {
+		release()
+		t.Fatalf("took %d large stream buffers, want exactly MaxStreamBufs (%d)", n, relay.MaxStreamBufs)
 	}
 	echo("every large buffer out", 1<<20+123)
-	for _, b := range held {
-		putStreamBuf(b)
+	release()
+	n, release = relay.TakeStreamBufs()
+	release()
+	if n != relay.MaxStreamBufs {
+		t.Fatalf("%d large stream buffers free after all were put back, want %d", n, relay.MaxStreamBufs)
 	}
-	b := getStreamBuf()
-	if b == nil {
-		t.Fatal("no large stream buffer after all were put back")
-	}
-	putStreamBuf(b)
 }
 
 // slowReader reads from c at about rate bytes per second, in small reads.
@@ -308,7 +301,7 @@ func TestStreamSlowReader(t *testing.T) {
 		_ = tc.SetReadBuffer(16 << 10)
 	}
 	waitFor(t, "the session", func() bool { return gw.Sessions() == 1 })
-	gc := gw.reg.list()[0].c.conn.(*gateConn)
+	gc := gw.clientConns()[0]
 	if err := gc.raw.(*net.TCPConn).SetWriteBuffer(32 << 10); err != nil {
 		t.Fatal(err)
 	}

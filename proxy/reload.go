@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 	"wsgate/internal/config"
+	"wsgate/internal/relay"
 )
 
 // lifecycleMu serialises Reload and the admin drain: a drain that ran
@@ -64,15 +65,15 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		g.reloadACME(cfg)
 	}
 	g.snap.Store(snap)
-	var gone []*session
+	var gone []*relay.Session
 	for _, s := range g.reg.list() {
-		rs := snap.route(s.route)
-		if rs == nil || rs.backend(s.upstream) == nil {
+		rs := snap.route(s.Route)
+		if rs == nil || rs.backend(s.Upstream) == nil {
 			gone = append(gone, s)
 		}
 	}
 	g.log.Info().Int("routes", len(cfg.Routes)).Int("drained_sessions", len(gone)).Msg("config reloaded")
-	g.spreadClose(gone, evDrained)
+	g.spreadClose(gone, (*relay.Session).Drain)
 	return nil
 }
 
@@ -177,14 +178,14 @@ func (rs *routeState) adopt(prev *routeState) {
 // close runs on its own goroutine: a session whose peer does not read may
 // hold its write lock for up to write_timeout, and must not hold up the
 // others (or the shutdown waiting for them).
-func (g *Gateway) spreadClose(list []*session, ev event) {
+func (g *Gateway) spreadClose(list []*relay.Session, close func(*relay.Session)) {
 	spread := g.Config().Server.CloseSpread
 	for i, s := range list {
 		var at time.Duration
 		if len(list) > 1 && spread > 0 {
 			at = time.Duration(int64(spread) * int64(i) / int64(len(list)))
 		}
-		time.AfterFunc(at, func() { s.apply(ev, "gateway") })
+		time.AfterFunc(at, func() { close(s) })
 	}
 }
 
@@ -220,14 +221,14 @@ func (g *Gateway) drainHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such route or upstream in the config in force", http.StatusNotFound)
 		return
 	}
-	var list []*session
+	var list []*relay.Session
 	for _, s := range g.reg.list() {
-		if (route != "" && s.route == route) || (upstream != "" && s.upstream == upstream) {
+		if (route != "" && s.Route == route) || (upstream != "" && s.Upstream == upstream) {
 			list = append(list, s)
 		}
 	}
 	g.log.Info().Str("route", route).Str("upstream", upstream).Int("sessions", len(list)).Msg("drain")
-	g.spreadClose(list, evDrained)
+	g.spreadClose(list, (*relay.Session).Drain)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("draining " + strconv.Itoa(len(list)) + " sessions\n"))
 }

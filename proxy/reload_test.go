@@ -382,8 +382,8 @@ routes:
 	u1.expectClose(t, 1001, "route drained")
 	waitFor(t, "2 sessions", func() bool { return gw.Sessions() == 2 })
 	for _, s := range gw.reg.list() {
-		if s.upstream != u2.URL {
-			t.Errorf("a session on %s survived its drain", s.upstream)
+		if s.Upstream != u2.URL {
+			t.Errorf("a session on %s survived its drain", s.Upstream)
 		}
 	}
 	// New sessions avoid the drained upstream...
@@ -392,8 +392,8 @@ routes:
 	}
 	waitFor(t, "6 sessions", func() bool { return gw.Sessions() == 6 })
 	for _, s := range gw.reg.list() {
-		if s.upstream != u2.URL {
-			t.Errorf("a new session went to the drained upstream %s", s.upstream)
+		if s.Upstream != u2.URL {
+			t.Errorf("a new session went to the drained upstream %s", s.Upstream)
 		}
 	}
 	// ...until the next reload puts it back.
@@ -464,7 +464,7 @@ func TestDrainEveryUpstream(t *testing.T) {
 func sessionsOn(gw *testGateway, upstream string) int {
 	n := 0
 	for _, s := range gw.reg.list() {
-		if s.upstream == upstream {
+		if s.Upstream == upstream {
 			n++
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"wsgate/internal/relay"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -67,6 +68,7 @@ func (g *Gateway) Listen() (*Listeners, error) {
 // Serve serves ls until ctx is done, then shuts down gracefully (SPEC
 // "Graceful shutdown") and returns.
 func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
+	defer g.poll.Close() // after the shutdown: no session is left to park
 	cfg := g.Config()
 	var servers []*http.Server
 	// One slot per server: only the first error is received, and a
@@ -166,7 +168,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	}
 	trimCtx, stopTrim := context.WithCancel(context.Background())
 	defer stopTrim()
-	go g.trimMemory(trimCtx)
+	go relay.Trim(trimCtx, g.poll)
 	// The admin server starts last: once /readyz answers, the plain and
 	// TLS servers are already serving.
 	if ls.Admin != nil {
@@ -245,13 +247,13 @@ func (g *Gateway) shutdown(ctx context.Context, inflight *atomic.Int64) {
 	cfg := g.Config()
 	busy := func() bool { return g.active.Load() > 0 || (inflight != nil && inflight.Load() > 0) }
 	sessions := g.reg.list()
-	closing := make(map[*session]bool, len(sessions))
+	closing := make(map[*relay.Session]bool, len(sessions))
 	for _, s := range sessions {
 		closing[s] = true
 	}
 	g.log.Info().Int("sessions", len(sessions)).Dur("close_spread", cfg.Server.CloseSpread).
 		Dur("shutdown_grace", cfg.Server.ShutdownGrace).Msg("shutting down")
-	g.spreadClose(sessions, evShutdown)
+	g.spreadClose(sessions, (*relay.Session).Shutdown)
 	grace := time.NewTimer(cfg.Server.ShutdownGrace)
 	defer grace.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -269,7 +271,7 @@ wait:
 			if !closing[s] {
 				closing[s] = true
 				// Not spread: it is one of few, and late already.
-				go s.apply(evShutdown, "gateway")
+				go s.Shutdown()
 			}
 		}
 	}
@@ -281,7 +283,7 @@ wait:
 	// handshake is cut.
 	left := g.reg.list()
 	for _, s := range left {
-		cutSession(s)
+		s.Cut()
 	}
 	g.log.Warn().Int("sessions", len(left)).Msg("shutdown_grace over: cutting the sessions still open")
 	end := time.Now().Add(cutWait)
@@ -292,19 +294,6 @@ wait:
 		case <-tick.C:
 		}
 	}
-}
-
-// cutSession closes both of a session's TCP connections under the relay,
-// whose pumps then find their legs gone and return. A TLS connection is
-// closed beneath TLS: its close_notify alert toward a peer that does not
-// read could block for seconds.
-func cutSession(s *session) {
-	s.c.closeNow()
-	s.u.closeNow()
-	// A parked leg learns nothing from its closed descriptor (closing it
-	// takes it out of the poller silently): resume its pump.
-	s.c.kick()
-	s.u.kick()
 }
 
 func (g *Gateway) adminHandler() http.Handler {

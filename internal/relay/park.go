@@ -1,16 +1,14 @@
-package proxy
+package relay
 
 import (
 	"bufio"
-	"crypto/tls"
 	"net"
-	"sync"
 	"time"
 )
 
 // Parking. A session's two pumps each block in a read; a blocked goroutine
 // costs its stack and the read buffer it holds. A leg that has gone
-// parkAfter without a frame therefore parks at a frame boundary: its read
+// ParkAfter without a frame therefore parks at a frame boundary: its read
 // buffer goes back to readerPool, the poller (park_linux.go) watches its
 // descriptor, a timer stands in for its read deadline, and its pump
 // goroutine ends. Whichever comes first — data or EOF on the descriptor, the
@@ -20,31 +18,15 @@ import (
 // Legs over TCP park, with TLS or the PROXY protocol on top or not (see
 // tcpUnder); only a leg with no socket under it (net.Pipe) never does.
 
-// parkAfter is how long a leg must go without a frame before it parks. Busy
+// ParkAfter is how long a leg must go without a frame before it parks. Busy
 // legs never park; an idle one costs one extra wake-up when it does.
-const parkAfter = time.Second
-
-// readerSize is a relay read buffer's size.
-const readerSize = 4096
-
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerSize) }}
-
-func getReader(c net.Conn) *bufio.Reader {
-	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(c)
-	return br
-}
-
-func putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	readerPool.Put(br)
-}
+const ParkAfter = time.Second
 
 // attach makes c the leg's connection. br holds whatever was read past the
 // handshake; when it holds nothing a pooled reader takes its place (reads
 // then go to c directly, not through the handshake's reader). Legs over
 // TCP are marked parkable.
-func (l *leg) attach(s *session, c net.Conn, br *bufio.Reader) {
+func (l *leg) attach(s *Session, c net.Conn, br *bufio.Reader) {
 	l.s, l.conn = s, c
 	if br == nil || br.Buffered() == 0 {
 		br = getReader(c)
@@ -58,8 +40,8 @@ func (l *leg) attach(s *session, c net.Conn, br *bufio.Reader) {
 }
 
 // tcpUnder is the TCP connection under c, through the layers the gateway
-// puts on one (its listener's wrapper, the PROXY protocol reader, TLS), or
-// nil (a net.Pipe in tests).
+// puts on one (its listener's wrapper, the PROXY protocol reader, TLS: each
+// gives the connection below through NetConn), or nil (a net.Pipe).
 //
 // A layer may keep bytes it read from the socket in a buffer of its own —
 // the PROXY reader what followed the header, TLS a partial record — where
@@ -73,9 +55,7 @@ func tcpUnder(c net.Conn) *net.TCPConn {
 		switch x := c.(type) {
 		case *net.TCPConn:
 			return x
-		case *gateConn:
-			c = x.raw
-		case *tls.Conn:
+		case interface{ NetConn() net.Conn }: // TLS, the gateway's listener wrapper
 			c = x.NetConn()
 		default:
 			return nil
@@ -85,10 +65,10 @@ func tcpUnder(c net.Conn) *net.TCPConn {
 
 // parkDeadline is the moment l may park (since session start); 0 if never.
 func (l *leg) parkDeadline() int64 {
-	if l.raw == nil || thePoller() == nil {
+	if l.raw == nil || l.s.poll == nil {
 		return 0
 	}
-	return max(l.lastRead, l.resumed) + int64(parkAfter)
+	return max(l.lastRead, l.resumed) + int64(ParkAfter)
 }
 
 // park ends src's pump if src may park now: it is quiet, at a frame
@@ -96,13 +76,13 @@ func (l *leg) parkDeadline() int64 {
 // whether it parked; if so the caller's goroutine must return at once
 // without touching the leg (another pump may already run on it).
 // The caller has just run src's timers (and rearmed its read deadline).
-func (s *session) park(src *leg) bool {
+func (s *Session) park(src *leg) bool {
 	d := src.parkDeadline()
 	if d == 0 || s.now() < d {
 		return false
 	}
 	if !s.tryPark(src) {
-		// Not now: look again parkAfter later, not at once (the read
+		// Not now: look again ParkAfter later, not at once (the read
 		// deadline would otherwise stay in the past).
 		src.resumed = s.now()
 		s.rearm(src)
@@ -111,11 +91,11 @@ func (s *session) park(src *leg) bool {
 	return true
 }
 
-func (s *session) tryPark(src *leg) bool {
+func (s *Session) tryPark(src *leg) bool {
 	if src.br.Buffered() > 0 || src.pend != nil || !s.parkable(src) {
 		return false
 	}
-	p := thePoller()
+	p := s.poll
 	src.pmu.Lock()
 	defer src.pmu.Unlock()
 	gen := src.gen.Load()
@@ -135,20 +115,20 @@ func (s *session) tryPark(src *leg) bool {
 		// Resumed already, on a new goroutine with a new reader.
 	}
 	putReader(br)
-	parksSinceTrim.Add(1)
+	s.poll.trim.parked.Add(1)
 	return true
 }
 
 // parkable reports whether nothing but new input or a timer can give src's
 // pump work.
-func (s *session) parkable(src *leg) bool {
+func (s *Session) parkable(src *leg) bool {
 	return !src.dead.Load() && !src.sentClose.Load() && !src.recvClose.Load() &&
 		src.closeDeadline.Load() == 0 && src.wakec == nil
 }
 
 // parkTimer sets src's timer to its next keepalive or idle deadline, if it
 // has one. The caller holds src.pmu.
-func (s *session) parkTimer(src *leg) bool {
+func (s *Session) parkTimer(src *leg) bool {
 	d := s.timersDeadline(src)
 	if d == noDeadline {
 		if src.ptimer != nil {
@@ -172,7 +152,7 @@ func (l *leg) timerFired() { l.unpark(false) }
 func (l *leg) unwatch() {
 	l.pmu.Lock()
 	if l.armed {
-		thePoller().forget(l)
+		l.s.poll.forget(l)
 		l.armed = false
 	}
 	if l.ptimer != nil {
@@ -189,7 +169,7 @@ func (l *leg) unpark(readable bool) {
 	}
 }
 
-func (s *session) resume(l *leg, readable bool) {
+func (s *Session) resume(l *leg, readable bool) {
 	l.pmu.Lock() // the parking goroutine may still be on its way out
 	if l.ptimer != nil {
 		l.ptimer.Stop()
@@ -198,14 +178,14 @@ func (s *session) resume(l *leg, readable bool) {
 	if readable {
 		l.resumed = s.now()
 	}
-	parksSinceTrim.Add(-1)
+	s.poll.trim.parked.Add(-1)
 	l.br = getReader(l.conn)
 	s.runPump(l)
 }
 
 // runPump runs l's pump until it parks or finishes; the last pump to finish
 // ends the session.
-func (s *session) runPump(l *leg) {
+func (s *Session) runPump(l *leg) {
 	if s.pump(l, s.other(l)) {
 		return
 	}

@@ -1,4 +1,4 @@
-package proxy
+package relay
 
 import (
 	"bufio"
@@ -14,16 +14,16 @@ import (
 	"wsgate/frame"
 )
 
-// side names a leg of a session.
-type side uint8
+// Side names a leg of a session.
+type Side uint8
 
 const (
-	sideClient side = iota
-	sideUpstream
+	SideClient Side = iota
+	SideUpstream
 )
 
-func (s side) String() string {
-	if s == sideClient {
+func (s Side) String() string {
+	if s == SideClient {
 		return "client"
 	}
 	return "upstream"
@@ -34,7 +34,7 @@ func (s side) String() string {
 // pump relays into it, keepalive pings and closes are written to it) and is
 // serialised by wmu, always at frame boundaries.
 type leg struct {
-	side  side
+	side  Side
 	conn  net.Conn
 	br    *bufio.Reader
 	rules frame.Rules
@@ -77,7 +77,7 @@ type leg struct {
 	pend *[]byte
 
 	// Parking (see park.go). raw is nil for a leg that never parks.
-	s       *session
+	s       *Session
 	raw     syscall.RawConn
 	parked  atomic.Bool
 	pmu     sync.Mutex  // orders a park against the resumed pump's next one

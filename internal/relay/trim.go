@@ -1,4 +1,4 @@
-package proxy
+package relay
 
 import (
 	"context"
@@ -22,13 +22,15 @@ import (
 // trimEvery is how often trimMemory looks.
 const trimEvery = 250 * time.Millisecond
 
-// parksSinceTrim counts legs parked since the last trim, less those resumed
+// trimState.parked counts legs parked since the last trim, less those resumed
 // since (a keepalive cycle that wakes a leg and parks it again frees
 // nothing new). Parking frees
 // memory the heap figures cannot show until a collection runs: when the last
 // collection ran at the peak of a burst, the live heap it found includes the
 // read buffers and stacks that parking has since given up.
-var parksSinceTrim atomic.Int64
+type trimState struct {
+	parked atomic.Int64
+}
 
 // parkFreed is what one park gives up: a read buffer and a pump's stack.
 const parkFreed = readerSize + 4<<10
@@ -49,7 +51,14 @@ func trimPolicy(objects, live, allocated, parked uint64) bool {
 	return allocated <= quiet && garbage >= max(minGarbage, live/8)
 }
 
-func (g *Gateway) trimMemory(ctx context.Context) {
+// Trim runs the memory trimmer until ctx ends. p is the gateway's poller
+// (nil: no parking, only the heap figures count).
+func Trim(ctx context.Context, p *Poller) {
+	var ts trimState
+	st := &ts
+	if p != nil {
+		st = &p.trim
+	}
 	samples := []rtmetrics.Sample{
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/gc/heap/live:bytes"},
@@ -72,9 +81,9 @@ func (g *Gateway) trimMemory(ctx context.Context) {
 		objects, live, allocs := samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64()
 		allocated := allocs - lastAllocs
 		lastAllocs = allocs
-		parked := uint64(max(parksSinceTrim.Load(), 0)) * parkFreed
+		parked := uint64(max(st.parked.Load(), 0)) * parkFreed
 		if trimPolicy(objects, live, allocated, parked) {
-			parksSinceTrim.Store(0)
+			st.parked.Store(0)
 			// Two cycles: the first moves what sync.Pools hold (idle read
 			// buffers, among others) to their victim caches, the second
 			// frees it; FreeOSMemory's cycle is the second.

@@ -1,12 +1,13 @@
-package proxy
+package relay
 
 import (
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
-// poller is the one epoll instance that watches parked legs. A leg parks
-// when it has been quiet for parkAfter: its pump goroutine ends and its read
+// Poller is the epoll instance that watches one gateway's parked legs. A leg parks
+// when it has been quiet for ParkAfter: its pump goroutine ends and its read
 // buffer goes back to the pool, so an idle session holds neither a goroutine
 // stack nor a buffer — only its state. The poller's goroutine waits for any
 // parked connection to become readable and starts that leg's pump again.
@@ -15,37 +16,56 @@ import (
 // own epoll instance); this one is level-triggered and one-shot, so a leg
 // that parks with data already waiting is resumed at once, and each park
 // gets at most one event.
-type poller struct {
-	epfd int
-	mu   sync.Mutex
-	legs map[int32]*leg // descriptor → the leg last parked on it
+type Poller struct {
+	epfd   int
+	closed atomic.Bool
+	mu     sync.Mutex
+	legs   map[int32]*leg // descriptor → the leg last parked on it
+	trim   trimState
 }
 
-var (
-	pollerOnce sync.Once
-	pollerP    *poller
-)
-
-// thePoller is started on the first park; nil if epoll is unavailable, in
-// which case legs never park.
-func thePoller() *poller {
-	pollerOnce.Do(func() {
-		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-		if err != nil {
-			return
-		}
-		pollerP = &poller{epfd: fd, legs: make(map[int32]*leg)}
-		go pollerP.loop()
-	})
-	return pollerP
+// NewPoller starts a poller, or returns nil if epoll is unavailable (legs
+// then never park). Close stops it.
+func NewPoller() *Poller {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	p := &Poller{epfd: fd, legs: make(map[int32]*leg)}
+	go p.loop()
+	return p
 }
+
+// Close stops the poller's goroutine (within pollWait) and releases its
+// epoll instance. Legs still parked on it are not resumed: call it once
+// every session has ended.
+func (p *Poller) Close() {
+	if p != nil {
+		p.closed.Store(true)
+	}
+}
+
+// Watching is the number of descriptors registered (parked now, or parked
+// once and not finished).
+func (p *Poller) Watching() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.legs)
+}
+
+// pollWait bounds each wait, so that a closed poller's goroutine ends.
+const pollWait = 500 // ms
 
 const parkEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
-func (p *poller) loop() {
+func (p *Poller) loop() {
 	var evs [128]syscall.EpollEvent
 	for {
-		n, err := syscall.EpollWait(p.epfd, evs[:], -1)
+		n, err := syscall.EpollWait(p.epfd, evs[:], pollWait)
+		if p.closed.Load() {
+			syscall.Close(p.epfd)
+			return
+		}
 		if err != nil {
 			continue // EINTR
 		}
@@ -66,7 +86,7 @@ func (p *poller) loop() {
 // arm watches l's descriptor for one readable event. It reports false if
 // the descriptor cannot be watched (l is closing): the caller keeps reading
 // in the usual way.
-func (p *poller) arm(l *leg) bool {
+func (p *Poller) arm(l *leg) bool {
 	ok := false
 	// Control holds a reference on the descriptor: it cannot be closed
 	// (and reused) while it is being registered.
@@ -93,7 +113,7 @@ func (p *poller) arm(l *leg) bool {
 // forget drops l's entry, if it is still l's (its descriptor may have been
 // closed and taken by a new connection already). Called with l.pmu held
 // as l finishes, before its connection is closed.
-func (p *poller) forget(l *leg) {
+func (p *Poller) forget(l *leg) {
 	p.mu.Lock()
 	if p.legs[l.fd] == l {
 		delete(p.legs, l.fd)

@@ -1,4 +1,4 @@
-package proxy
+package relay
 
 import "wsgate/frame"
 
@@ -69,13 +69,13 @@ var closeTable = [...]closeRule{
 
 // violationEvent maps a frame-level violation by the peer on side s to its
 // table row, using the close code the violation carries.
-func violationEvent(s side, code frame.CloseCode) event {
+func violationEvent(s Side, code frame.CloseCode) event {
 	switch {
-	case s == sideClient && code == frame.CloseInvalidPayload:
+	case s == SideClient && code == frame.CloseInvalidPayload:
 		return evClientBadData
-	case s == sideClient && code == frame.CloseMessageTooBig:
+	case s == SideClient && code == frame.CloseMessageTooBig:
 		return evClientTooBig
-	case s == sideClient:
+	case s == SideClient:
 		return evClientProtocol
 	case code == frame.CloseInvalidPayload:
 		return evUpstreamBadData
@@ -85,8 +85,8 @@ func violationEvent(s side, code frame.CloseCode) event {
 	return evUpstreamProtocol
 }
 
-func goneEvent(s side) event {
-	if s == sideClient {
+func goneEvent(s Side) event {
+	if s == SideClient {
 		return evClientGone
 	}
 	return evUpstreamGone
