@@ -22,8 +22,11 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/balance"
 	"wsgate/internal/config"
+	"wsgate/internal/echo"
 	"wsgate/internal/relay"
+	"wsgate/internal/route"
 	"wsgate/ratelimit"
 )
 
@@ -58,15 +61,15 @@ type Gateway struct {
 // keeps the snapshot it started with; a reload swaps in a new one.
 type snapshot struct {
 	cfg    *config.Config
-	router *Router
+	router *route.Router
 	routes []*routeState
 }
 
 // routeState is a route with its upstream pool and dialer.
 type routeState struct {
 	cfg      *config.Route
-	pool     *Pool
-	upstream map[*Backend]*config.Upstream
+	pool     *balance.Pool
+	upstream map[*balance.Backend]*config.Upstream
 	dialer   *handshake.Dialer
 	echo     *handshake.Dialer // for builtin:echo upstreams
 	session  relay.Config
@@ -91,16 +94,16 @@ func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 
 func buildSnapshot(cfg *config.Config) (*snapshot, error) {
 	snap := &snapshot{cfg: cfg}
-	keys := make([]RouteKey, len(cfg.Routes))
+	keys := make([]route.Key, len(cfg.Routes))
 	for i, r := range cfg.Routes {
-		keys[i] = RouteKey{Host: r.Host, Path: r.Path, Index: i}
+		keys[i] = route.Key{Host: r.Host, Path: r.Path, Index: i}
 		rs, err := buildRoute(cfg, r)
 		if err != nil {
 			return nil, fmt.Errorf("route %q: %w", r.Name, err)
 		}
 		snap.routes = append(snap.routes, rs)
 	}
-	router, err := NewRouter(keys)
+	router, err := route.New(keys)
 	if err != nil {
 		return nil, err
 	}
@@ -109,19 +112,19 @@ func buildSnapshot(cfg *config.Config) (*snapshot, error) {
 }
 
 func buildRoute(cfg *config.Config, r *config.Route) (*routeState, error) {
-	bal, err := ParseBalance(r.Balance)
+	bal, err := balance.ParseBalance(r.Balance)
 	if err != nil {
 		return nil, err
 	}
-	rs := &routeState{cfg: r, upstream: make(map[*Backend]*config.Upstream)}
-	var backends []*Backend
+	rs := &routeState{cfg: r, upstream: make(map[*balance.Backend]*config.Upstream)}
+	var backends []*balance.Backend
 	for i := range r.Upstreams {
 		u := &r.Upstreams[i]
-		b := NewBackend(u.Raw, u.Weight)
+		b := balance.NewBackend(u.Raw, u.Weight)
 		rs.upstream[b] = u
 		backends = append(backends, b)
 	}
-	rs.pool = NewPool(bal, backends)
+	rs.pool = balance.NewPool(bal, backends)
 	tlsCfg := &tls.Config{
 		ServerName:         r.UpstreamTLS.ServerName,
 		InsecureSkipVerify: r.UpstreamTLS.InsecureSkipVerify,
@@ -139,7 +142,7 @@ func buildRoute(cfg *config.Config, r *config.Route) (*routeState, error) {
 		tlsCfg.RootCAs = pool
 	}
 	rs.dialer = &handshake.Dialer{TLSConfig: tlsCfg}
-	rs.echo = &handshake.Dialer{NetDialContext: dialEcho}
+	rs.echo = &handshake.Dialer{NetDialContext: echo.Dial}
 	set := r.Settings
 	rs.session = relay.Config{
 		PingInterval: set.PingInterval,
@@ -282,7 +285,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // most maxAttempts of them. A non-101 answer or a bad 101 ends the attempt at
 // once (it is the upstream's answer, not a failure to reach it). On success
 // the returned backend has been Acquired; the caller Releases it.
-func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr) (*handshake.Upstream, *Backend, error) {
+func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr) (*handshake.Upstream, *balance.Backend, error) {
 	hdr := upstreamHeader(r, rs.cfg, g.snap.Load().cfg.Server.TrustedProxies)
 	protos := req.Protocols
 	if len(rs.cfg.Subprotocols) > 0 {
@@ -293,11 +296,11 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 			}
 		}
 	}
-	reqPath := CleanPath(r.URL.Path)
+	reqPath := route.CleanPath(r.URL.Path)
 	if rs.cfg.StripPrefix {
-		reqPath = StripPrefix(reqPath, rs.cfg.Path)
+		reqPath = route.StripPrefix(reqPath, rs.cfg.Path)
 	}
-	var cands [maxAttempts]*Backend
+	var cands [maxAttempts]*balance.Backend
 	list := rs.pool.Candidates(cands[:0], client.String(), time.Now(), maxAttempts)
 	if len(list) == 0 {
 		return nil, nil, errAllDrained
@@ -306,7 +309,7 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 	for _, b := range list {
 		u := rs.upstream[b]
 		target, d := rs.targetURL(u)
-		target.Path = JoinPath(target.Path, reqPath)
+		target.Path = route.JoinPath(target.Path, reqPath)
 		target.RawPath = ""
 		if r.URL.RawQuery != "" || target.RawQuery == "" {
 			target.RawQuery = r.URL.RawQuery

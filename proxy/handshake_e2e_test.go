@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"wsgate/handshake"
+	"wsgate/internal/echo"
 )
 
 // ioTimeout bounds every read and write of these tests.
@@ -166,7 +167,7 @@ func accept101(o *opts101) func(u *testUpstream, req *http.Request, conn net.Con
 			return
 		}
 		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-		echoLoop(conn, br)
+		echo.Loop(conn, br)
 	}
 }
 

@@ -33,7 +33,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"wsgate/frame"
+	"wsgate/internal/balance"
 	"wsgate/internal/config"
+	"wsgate/internal/echo"
 	"wsgate/internal/relay"
 )
 
@@ -364,7 +366,7 @@ routes:
 	reject(upgradeRequest(gw.Addr, "/strict", "Origin: https://evil.example"), 403, "strict")
 
 	// The unreachable upstream, last: it stays down for the first back-off
-	// (backoffMin) from its first failed dial, and the scrape below must
+	// (balance.BackoffMin) from its first failed dial, and the scrape below must
 	// fall inside it. Each handshake makes one attempt (the route has one
 	// upstream), and each attempt is timed.
 	firstFail := time.Now()
@@ -381,10 +383,10 @@ routes:
 
 	waitFor(t, "the sessions to end", func() bool { return gw.Sessions() == 0 })
 	got := wsgateSeries(t, scrape(t, gw.AdminAddr))
-	if elapsed := time.Since(firstFail); elapsed >= backoffMin {
+	if elapsed := time.Since(firstFail); elapsed >= balance.BackoffMin {
 		// Too slow a machine to see the back-off: the upstream may be
 		// back in rotation already. Everything else is still exact.
-		t.Logf("scrape %v after the failed dial, past the %v back-off: upstream_up not checked", elapsed, backoffMin)
+		t.Logf("scrape %v after the failed dial, past the %v back-off: upstream_up not checked", elapsed, balance.BackoffMin)
 		for k := range want {
 			if strings.HasPrefix(k, "wsgate_upstream_up{") && strings.Contains(k, `route="dead`) {
 				delete(got, k)
@@ -1087,7 +1089,7 @@ func benchLoad(in io.Reader, out io.Writer) error {
 			if err != nil {
 				return
 			}
-			go serveEcho(c)
+			go echo.Serve(c)
 		}
 	}()
 	fmt.Fprintf(out, "up %s\n", upLn.Addr())

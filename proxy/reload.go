@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"wsgate/internal/balance"
 	"wsgate/internal/config"
 	"wsgate/internal/relay"
 )
@@ -145,7 +146,7 @@ func (snap *snapshot) route(name string) *routeState {
 }
 
 // backend returns the route's backend for an upstream key, or nil.
-func (rs *routeState) backend(key string) *Backend {
+func (rs *routeState) backend(key string) *balance.Backend {
 	for b := range rs.upstream {
 		if b.Key == key {
 			return b
@@ -157,7 +158,7 @@ func (rs *routeState) backend(key string) *Backend {
 // adopt takes over prev's Backend objects for the upstreams both have, so
 // that counts and health survive a reload. Drain marks are cleared.
 func (rs *routeState) adopt(prev *routeState) {
-	var backends []*Backend
+	var backends []*balance.Backend
 	for _, b := range rs.pool.Backends() {
 		nb := b
 		if pb := prev.backend(b.Key); pb != nil && pb.Weight == b.Weight {
@@ -170,7 +171,7 @@ func (rs *routeState) adopt(prev *routeState) {
 		}
 		backends = append(backends, nb)
 	}
-	rs.pool = NewPool(rs.pool.Balance(), backends)
+	rs.pool = balance.NewPool(rs.pool.Balance(), backends)
 }
 
 // spreadClose sends ev's close frames to every session in list, spread evenly

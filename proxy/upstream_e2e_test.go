@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wsgate/handshake"
+	"wsgate/internal/balance"
 	"wsgate/internal/config"
 )
 
@@ -691,14 +692,14 @@ func TestBalanceIPHash(t *testing.T) {
 	ups := []*testUpstream{newUpstream(t, "a", accept101(greet)), newUpstream(t, "b", accept101(greet)), newUpstream(t, "c", accept101(greet))}
 	byURL := map[string]string{}
 	var urls []string
-	var backends []*Backend
+	var backends []*balance.Backend
 	for _, u := range ups {
 		urls = append(urls, u.URL)
 		byURL[u.URL] = u.Name
-		backends = append(backends, NewBackend(u.URL, 1))
+		backends = append(backends, balance.NewBackend(u.URL, 1))
 	}
 	gw := startGateway(t, strings.Replace(routeYAML(urls, "balance: ip_hash"), "server:\n", "server:\n  trusted_proxies: [127.0.0.1]\n", 1))
-	ref := NewPool(IPHash, backends)
+	ref := balance.NewPool(balance.IPHash, backends)
 	perUpstream := map[string]int{}
 	for i := range 24 {
 		ip := fmt.Sprintf("198.51.100.%d", 10+i)

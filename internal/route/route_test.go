@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 
 // routerKeys is the route table shared by the Match tests and FuzzMatch.
 // Index i is the key's position, so a failure names the route directly.
-var routerKeys = []RouteKey{
+var routerKeys = []Key{
 	{Host: "", Path: "/", Index: 0},
 	{Host: "", Path: "/ws", Index: 1},
 	{Host: "", Path: "/ws/chat", Index: 2},
@@ -19,7 +19,7 @@ var routerKeys = []RouteKey{
 	{Host: "*.example.com", Path: "/ws", Index: 6},
 	{Host: "*.example.com", Path: "/live", Index: 7},
 	{Host: "*.eu.example.com", Path: "/ws", Index: 8},
-	{Host: "Exact.Example.ORG.", Path: "/", Index: 9}, // normalised by NewRouter
+	{Host: "Exact.Example.ORG.", Path: "/", Index: 9}, // normalised by New
 	{Host: "::1", Path: "/v6", Index: 10},
 	{Host: "[2001:db8::1]", Path: "/v6", Index: 11},
 	{Host: "10.0.0.1", Path: "/ip", Index: 12},
@@ -28,9 +28,9 @@ var routerKeys = []RouteKey{
 	{Host: "api.example.com", Path: "/api/", Index: 15},
 }
 
-func mustRouter(t testing.TB, keys []RouteKey) *Router {
+func mustRouter(t testing.TB, keys []Key) *Router {
 	t.Helper()
-	r, err := NewRouter(keys)
+	r, err := New(keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestRouterMatch(t *testing.T) {
 // "no route for host+path | 404").
 func TestRouterFallback(t *testing.T) {
 	t.Parallel()
-	r := mustRouter(t, []RouteKey{
+	r := mustRouter(t, []Key{
 		{Host: "a.example.com", Path: "/exact", Index: 0},
 		{Host: "*.a.example.com", Path: "/inner", Index: 1},
 		{Host: "*.example.com", Path: "/outer", Index: 2},
@@ -160,38 +160,38 @@ func TestNewRouterErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		keys []RouteKey
+		keys []Key
 		want string // substring of the error
 	}{
 		// SPEC "Config", routes: "the same host+path twice is a config error".
-		{"duplicate", []RouteKey{{Host: "a.test", Path: "/ws", Index: 3}, {Host: "a.test", Path: "/ws", Index: 7}}, "route 7: host \"a.test\" path \"/ws\" is the same as route 3"},
-		{"duplicate after case and dot", []RouteKey{{Host: "a.test", Path: "/ws"}, {Host: "A.Test.", Path: "/ws", Index: 1}}, "same as route 0"},
-		{"duplicate no host", []RouteKey{{Path: "/"}, {Path: "/", Index: 1}}, "same as route 0"},
-		{"duplicate wildcard", []RouteKey{{Host: "*.a.test", Path: "/"}, {Host: "*.A.test", Path: "/", Index: 1}}, "same as route 0"},
-		{"duplicate ipv6", []RouteKey{{Host: "::1", Path: "/"}, {Host: "[::1]", Path: "/", Index: 1}}, "same as route 0"},
-		{"empty path", []RouteKey{{Host: "a.test"}}, "must start with"},
-		{"relative path", []RouteKey{{Path: "ws"}}, "must start with"},
-		{"unclean path", []RouteKey{{Path: "/ws//x"}}, `did you mean "/ws/x"`},
-		{"dot-dot path", []RouteKey{{Path: "/ws/.."}}, "not clean"},
-		{"port", []RouteKey{{Host: "a.test:8080", Path: "/"}}, "port"},
-		{"wildcard in the middle", []RouteKey{{Host: "a.*.test", Path: "/"}}, "wildcard"},
-		{"bare star", []RouteKey{{Host: "*", Path: "/"}}, "wildcard"},
-		{"star dot", []RouteKey{{Host: "*.", Path: "/"}}, "wildcard"},
-		{"star dot dot", []RouteKey{{Host: "*..", Path: "/"}}, "empty name"},
-		{"partial label wildcard", []RouteKey{{Host: "*a.test", Path: "/"}}, "wildcard"},
-		{"double wildcard", []RouteKey{{Host: "*.*.test", Path: "/"}}, "wildcard"},
-		{"empty label", []RouteKey{{Host: "a..test", Path: "/"}}, "empty label"},
-		{"leading dot", []RouteKey{{Host: ".test", Path: "/"}}, "empty label"},
-		{"slash", []RouteKey{{Host: "a.test/x", Path: "/"}}, "not a host name"},
-		{"bad brackets", []RouteKey{{Host: "[a.test]", Path: "/"}}, "IPv6"},
-		{"non-ASCII", []RouteKey{{Host: "bücher.test", Path: "/"}}, "xn--"},
-		{"too long", []RouteKey{{Host: strings.Repeat("a.", 127) + "test", Path: "/"}}, "longer than"},
+		{"duplicate", []Key{{Host: "a.test", Path: "/ws", Index: 3}, {Host: "a.test", Path: "/ws", Index: 7}}, "route 7: host \"a.test\" path \"/ws\" is the same as route 3"},
+		{"duplicate after case and dot", []Key{{Host: "a.test", Path: "/ws"}, {Host: "A.Test.", Path: "/ws", Index: 1}}, "same as route 0"},
+		{"duplicate no host", []Key{{Path: "/"}, {Path: "/", Index: 1}}, "same as route 0"},
+		{"duplicate wildcard", []Key{{Host: "*.a.test", Path: "/"}, {Host: "*.A.test", Path: "/", Index: 1}}, "same as route 0"},
+		{"duplicate ipv6", []Key{{Host: "::1", Path: "/"}, {Host: "[::1]", Path: "/", Index: 1}}, "same as route 0"},
+		{"empty path", []Key{{Host: "a.test"}}, "must start with"},
+		{"relative path", []Key{{Path: "ws"}}, "must start with"},
+		{"unclean path", []Key{{Path: "/ws//x"}}, `did you mean "/ws/x"`},
+		{"dot-dot path", []Key{{Path: "/ws/.."}}, "not clean"},
+		{"port", []Key{{Host: "a.test:8080", Path: "/"}}, "port"},
+		{"wildcard in the middle", []Key{{Host: "a.*.test", Path: "/"}}, "wildcard"},
+		{"bare star", []Key{{Host: "*", Path: "/"}}, "wildcard"},
+		{"star dot", []Key{{Host: "*.", Path: "/"}}, "wildcard"},
+		{"star dot dot", []Key{{Host: "*..", Path: "/"}}, "empty name"},
+		{"partial label wildcard", []Key{{Host: "*a.test", Path: "/"}}, "wildcard"},
+		{"double wildcard", []Key{{Host: "*.*.test", Path: "/"}}, "wildcard"},
+		{"empty label", []Key{{Host: "a..test", Path: "/"}}, "empty label"},
+		{"leading dot", []Key{{Host: ".test", Path: "/"}}, "empty label"},
+		{"slash", []Key{{Host: "a.test/x", Path: "/"}}, "not a host name"},
+		{"bad brackets", []Key{{Host: "[a.test]", Path: "/"}}, "IPv6"},
+		{"non-ASCII", []Key{{Host: "bücher.test", Path: "/"}}, "xn--"},
+		{"too long", []Key{{Host: strings.Repeat("a.", 127) + "test", Path: "/"}}, "longer than"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewRouter(tt.keys)
+			_, err := New(tt.keys)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("NewRouter error = %v, want one containing %q", err, tt.want)
+				t.Errorf("New error = %v, want one containing %q", err, tt.want)
 			}
 		})
 	}
@@ -201,10 +201,10 @@ func TestNewRouterErrors(t *testing.T) {
 // prefixes) against the linear scan on the same table.
 func TestRouterLargeSets(t *testing.T) {
 	t.Parallel()
-	var keys []RouteKey
+	var keys []Key
 	prefixes := []string{"/", "/a", "/a/", "/a/b", "/a/b/", "/a/b/c", "/ab", "/b", "/b/c/", "/c/d/e/f", "/x", "/x/y"}
 	for i, p := range prefixes {
-		keys = append(keys, RouteKey{Host: "big.test", Path: p, Index: i})
+		keys = append(keys, Key{Host: "big.test", Path: p, Index: i})
 	}
 	r := mustRouter(t, keys)
 	set := r.exact["big.test"]
@@ -321,9 +321,9 @@ func TestRouterMatchAllocs(t *testing.T) {
 
 func BenchmarkRouterMatch(b *testing.B) {
 	r := mustRouter(b, routerKeys)
-	var big []RouteKey
+	var big []Key
 	for i := range 200 {
-		big = append(big, RouteKey{Host: "", Path: fmt.Sprintf("/svc%d/ws", i), Index: i})
+		big = append(big, Key{Host: "", Path: fmt.Sprintf("/svc%d/ws", i), Index: i})
 	}
 	rb := mustRouter(b, big)
 	for _, bc := range []struct {
@@ -347,7 +347,7 @@ func BenchmarkRouterMatch(b *testing.B) {
 // refMatch is the routing rule written the slow, obvious way: among the keys
 // whose host accepts h and whose prefix matches p, pick the best by (host
 // class, wildcard suffix length, prefix length). h is already normalised.
-func refMatch(keys []RouteKey, h, p string) (int, bool) {
+func refMatch(keys []Key, h, p string) (int, bool) {
 	best, bestRank := -1, [3]int{}
 	for _, k := range keys {
 		host := strings.ToLower(strings.TrimSuffix(strings.Trim(k.Host, "[]"), "."))
@@ -391,7 +391,7 @@ func lessRank(a, b [3]int) bool {
 func FuzzMatch(f *testing.F) {
 	keys := slices.Clone(routerKeys)
 	for i, p := range []string{"/m/a", "/m/a/", "/m/a/b", "/m/b", "/m/c/d/", "/m/e", "/m/f", "/m/g", "/m/h/i"} {
-		keys = append(keys, RouteKey{Host: "many.test", Path: p, Index: len(routerKeys) + i})
+		keys = append(keys, Key{Host: "many.test", Path: p, Index: len(routerKeys) + i})
 	}
 	r := mustRouter(f, keys)
 	for _, s := range [][2]string{
@@ -439,7 +439,7 @@ func FuzzMatch(f *testing.F) {
 }
 
 func ExampleRouter_Match() {
-	r, err := NewRouter([]RouteKey{
+	r, err := New([]Key{
 		{Host: "chat.example.com", Path: "/ws", Index: 0},
 		{Host: "*.example.com", Path: "/ws", Index: 1},
 		{Path: "/", Index: 2},

@@ -1,4 +1,4 @@
-package proxy
+package echo
 
 import (
 	"bufio"
@@ -11,12 +11,12 @@ import (
 	"wsgate/handshake"
 )
 
-// dialEcho is the NetDialContext of builtin:echo upstreams: an in-process
+// Dial is the NetDialContext of builtin:echo upstreams: an in-process
 // RFC 6455 echo server on the far end of a pipe, so the demo route needs no
 // socket and no file descriptor.
-func dialEcho(ctx context.Context, network, addr string) (net.Conn, error) {
+func Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	c1, c2 := net.Pipe()
-	go serveEcho(c2)
+	go Serve(c2)
 	return c1, nil
 }
 
@@ -24,7 +24,8 @@ func dialEcho(ctx context.Context, network, addr string) (net.Conn, error) {
 // it was framed, answers pings, and completes the close handshake: a strict
 // server (masked frames required, UTF-8 checked) so that the demo route
 // shows the gateway's real behaviour.
-func serveEcho(conn net.Conn) {
+// Serve answers one opening handshake on conn and echoes until it ends.
+func Serve(conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(conn)
@@ -45,10 +46,13 @@ func serveEcho(conn net.Conn) {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	echoLoop(conn, br)
+	Loop(conn, br)
 }
 
-func echoLoop(conn net.Conn, br *bufio.Reader) {
+// Loop echoes frames on conn (after its opening handshake; br holds what was
+// read past it) until the close handshake or an error. Tests use it as a
+// strict RFC 6455 echo server.
+func Loop(conn net.Conn, br *bufio.Reader) {
 	rules := frame.Rules{Sender: frame.FromClient}
 	var msg frame.Message
 	buf := make([]byte, frame.MaxHeaderSize+32<<10)

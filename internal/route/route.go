@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"cmp"
@@ -9,8 +9,8 @@ import (
 	"strings"
 )
 
-// RouteKey is what the router needs to know of one configured route.
-type RouteKey struct {
+// Key is what the router needs to know of one configured route.
+type Key struct {
 	// Host is "" (any host), an exact name ("chat.example.com") or a
 	// wildcard ("*.example.com": one or more labels in front of
 	// example.com, never the apex itself). It is compared without case and
@@ -55,10 +55,10 @@ type Router struct {
 // hosts into a stack buffer of this size so that it does not allocate.
 const maxHostLen = 253
 
-// NewRouter builds a Router. It rejects a key whose host or path is malformed
+// New builds a Router. It rejects a key whose host or path is malformed
 // and the same host and path given twice (after the host is lowercased and
 // its trailing dot removed).
-func NewRouter(keys []RouteKey) (*Router, error) {
+func New(keys []Key) (*Router, error) {
 	r := &Router{
 		exact: make(map[string]*pathSet),
 		wild:  make(map[string]*pathSet),

@@ -1,4 +1,4 @@
-package proxy
+package balance
 
 import (
 	"fmt"
@@ -62,9 +62,12 @@ const MaxWeight = 256
 // backoffMin, each further consecutive failure doubles it, up to backoffMax:
 // 1s, 2s, 4s, 8s, 16s, 30s, 30s …
 const (
-	backoffMin = time.Second
+	backoffMin = BackoffMin
 	backoffMax = 30 * time.Second
 )
+
+// BackoffMin is the first back-off of an upstream that failed.
+const BackoffMin = time.Second
 
 // Backend is one configured upstream of a route. Its counters are safe for
 // concurrent use. A Backend belongs to one Pool.
