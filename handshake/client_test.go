@@ -519,7 +519,7 @@ func (iotestErrReader) Read([]byte) (int, error) { return 0, errRand }
 
 // TestDial_HeaderForwarding: end-to-end headers arrive as given; Host,
 // hop-by-hop, framing and the client's Sec-WebSocket-* headers are dropped
-// (SPEC "The opening handshake"), and control characters are stripped.
+// (docs/handshake.md), and control characters are stripped.
 func TestDial_HeaderForwarding(t *testing.T) {
 	t.Parallel()
 	got := make(chan *http.Request, 1)

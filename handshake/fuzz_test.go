@@ -15,7 +15,7 @@ import (
 // (several fields may hold comma lists, and "\n" in a value makes repeated
 // field lines). Check must never panic; an acceptance must mean every rule
 // of RFC 6455 §4.2.1 holds, in particular that the key decodes to exactly
-// 16 bytes; a rejection must be one of the statuses the SPEC table gives
+// 16 bytes; a rejection must be one of the statuses docs/handshake.md "Rejections" gives
 // this package. An accepted request's 101 must parse back with the right
 // accept and no smuggled header.
 func FuzzCheck(f *testing.F) {

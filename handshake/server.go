@@ -70,7 +70,7 @@ func reject426(reason string, kv ...string) *Rejection {
 }
 
 // Check makes the protocol checks of RFC 6455 §4.2.1 in the order of the
-// SPEC's handshake table, as a pure function: it reads r's method, protocol
+// docs/handshake.md's table, as a pure function: it reads r's method, protocol
 // version and headers, and nothing else (no body, no I/O).
 //
 // Answers:
@@ -290,7 +290,7 @@ func AppendResponse101(dst []byte, key, protocol string, extra http.Header) []by
 
 // WriteRejection answers a refused handshake: rej.Status, rej.Header,
 // "Content-Type: text/plain; charset=utf-8" and rej.Reason plus a newline
-// as the body (the SPEC: every rejection names its reason).
+// as the body (the docs/relay.md: every rejection names its reason).
 func WriteRejection(w http.ResponseWriter, rej *Rejection) {
 	h := w.Header()
 	for name, values := range rej.Header {

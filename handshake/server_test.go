@@ -67,7 +67,7 @@ func chain(fs ...func(*http.Request)) func(*http.Request) {
 // Upgrade on a 426, and §7.8 requires Connection: Upgrade with it.
 var want426 = http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}}
 
-// TestCheck is the golden table of RFC 6455 §4.2.1 checks in the SPEC's
+// TestCheck is the golden table of RFC 6455 §4.2.1 checks in the documented
 // order: each row names the RFC rule it exercises.
 func TestCheck(t *testing.T) {
 	t.Parallel()
@@ -324,7 +324,7 @@ func TestAppendResponse101_StripsControlChars(t *testing.T) {
 	}
 }
 
-// TestWriteRejection: status, headers, plain-text reason (SPEC: every
+// TestWriteRejection: status, headers, plain-text reason (docs/relay.md: every
 // rejection has a short plain-text body naming the reason).
 func TestWriteRejection(t *testing.T) {
 	t.Parallel()

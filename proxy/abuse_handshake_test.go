@@ -1,7 +1,7 @@
 package proxy
 
-// End-to-end tests of the handshake-time limits (SPEC "The opening
-// handshake": 403, 429, 503, 431; issue 7), through a running gateway.
+// End-to-end tests of the handshake-time limits (docs/handshake.md
+// "Limits at the handshake": 403, 429, 503, 431; issue 7), through a running gateway.
 
 import (
 	"bufio"
@@ -322,7 +322,7 @@ func TestNetHTTPRefusalsLogged(t *testing.T) {
 func rejectedCount(t testing.TB, g *Gateway, status string) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := g.metrics.rejected.WithLabelValues("", status).Write(&m); err != nil {
+	if err := g.metrics.Rejected.WithLabelValues("", status).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()

@@ -142,12 +142,12 @@ func (p *rawPeer) echoOnce(msg string) {
 
 // rateHits is the value of wsgate_rate_limited_total{route,kind}.
 func rateHits(g *Gateway, route, kind string) float64 {
-	return counterValue(g.metrics.rateLimited.WithLabelValues(route, kind))
+	return counterValue(g.metrics.RateLimited.WithLabelValues(route, kind))
 }
 
 // rejections is the value of wsgate_handshake_rejected_total{route,status}.
 func rejections(g *Gateway, route, status string) float64 {
-	return counterValue(g.metrics.rejected.WithLabelValues(route, status))
+	return counterValue(g.metrics.Rejected.WithLabelValues(route, status))
 }
 
 func counterValue(c prometheus.Counter) float64 {

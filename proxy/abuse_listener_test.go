@@ -1,6 +1,6 @@
 package proxy
 
-// End-to-end tests of the listener's defences (SPEC "The opening handshake",
+// End-to-end tests of the listener's defences (docs/handshake.md,
 // first paragraph: handshake_timeout, max_pending_per_ip) and of the PROXY
 // protocol (server.proxy_protocol; issue 7).
 
@@ -120,7 +120,7 @@ func TestSlowlorisHandshakeTimeout(t *testing.T) {
 	if n := rejections(gw.Gateway, "", "408"); n < float64(timedOut)*9/10 {
 		t.Errorf("wsgate_handshake_rejected_total{route=\"\",status=\"408\"} = %v for %d timeouts", n, timedOut)
 	}
-	if n := gw.pending.Keys(); n != 0 {
+	if n := gw.gate.Pending.Keys(); n != 0 {
 		t.Errorf("%d addresses still hold pending slots", n)
 	}
 }
@@ -317,7 +317,7 @@ func TestProxyProtocolPendingPerAddress(t *testing.T) {
 		open = append(open, c)
 		_, _ = c.Write(append(proxyV1("203.0.113.1"), "GET / HT"...))
 	}
-	eventually(t, "two pending handshakes", func() bool { return gw.pending.Count(netipMust("203.0.113.1")) == 2 })
+	eventually(t, "two pending handshakes", func() bool { return gw.gate.Pending.Count(netipMust("203.0.113.1")) == 2 })
 	c, err := net.Dial("tcp", gw.Addr)
 	if err != nil {
 		t.Fatal(err)

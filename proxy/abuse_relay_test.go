@@ -1,6 +1,6 @@
 package proxy
 
-// End-to-end tests of the per-session and per-address relay limits (SPEC
+// End-to-end tests of the per-session and per-address relay limits (docs/
 // `rate_limit`: messages, messages_per_ip, bytes, frames; on_exceed close and
 // throttle; "The relay": timers suspended while throttled; issue 7).
 

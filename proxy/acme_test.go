@@ -1,6 +1,6 @@
 package proxy
 
-// Automatic HTTPS against a real ACME server (SPEC "Automatic HTTPS",
+// Automatic HTTPS against a real ACME server (docs/operations.md "Automatic HTTPS (ACME)",
 // /readyz under "Observability"): Pebble, Let's Encrypt's test CA, runs as
 // a child process on 127.0.0.1 and validates the gateway's challenges on
 // the gateway's own listeners; pebble-challtestsrv is its DNS server and
@@ -23,6 +23,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wsgate/internal/certs"
 	"wsgate/internal/config"
 
 	"github.com/caddyserver/certmagic"
@@ -231,7 +232,7 @@ routes:
 %s`, dir, caRoot, storage, extraRoutes)
 }
 
-func startACMEGateway(t *testing.T, yamlText string, ls *Listeners, ch acmeChallenges) *acmeGateway {
+func startACMEGateway(t *testing.T, yamlText string, ls *Listeners, ch certs.Challenges) *acmeGateway {
 	t.Helper()
 	cfg, err := config.Parse("acme-test.yaml", []byte(yamlText))
 	if err != nil {
@@ -362,15 +363,15 @@ func waitForReadyz(t *testing.T, gw *acmeGateway, want int, contains string) str
 // echo through the certificate certmagic obtained.
 func TestACMEHTTP01(t *testing.T) {
 	t.Parallel()
-	testACMEChallenge(t, acmeChallenges{noTLSALPN01: true}, "http-01")
+	testACMEChallenge(t, certs.Challenges{NoTLSALPN01: true}, "http-01")
 }
 
 func TestACMETLSALPN01(t *testing.T) {
 	t.Parallel()
-	testACMEChallenge(t, acmeChallenges{noHTTP01: true}, "tls-alpn-01")
+	testACMEChallenge(t, certs.Challenges{NoHTTP01: true}, "tls-alpn-01")
 }
 
-func testACMEChallenge(t *testing.T, ch acmeChallenges, challenge string) {
+func testACMEChallenge(t *testing.T, ch certs.Challenges, challenge string) {
 	ls := acmeListeners(t)
 	pb := startPebble(t, ls.Plain.Addr().(*net.TCPAddr).Port, ls.TLS.Addr().(*net.TCPAddr).Port)
 	gw := startACMEGateway(t, acmeYAML(pb.Dir, pb.CARoot, t.TempDir(), ""), ls, ch)
@@ -382,7 +383,7 @@ func testACMEChallenge(t *testing.T, ch acmeChallenges, challenge string) {
 	}
 	// (/readyz answered: Serve has set certmagic up.) Its solvers point at
 	// the gateway's own sockets, find them taken and never listen.
-	if iss := gw.tls.acme.Load().issuer; iss.ListenHost != "127.0.0.1" || iss.AltHTTPPort != gw.PlainPort || iss.AltTLSALPNPort != gw.TLSPort {
+	if iss := gw.tls.acme.Load().Issuer(); iss.ListenHost != "127.0.0.1" || iss.AltHTTPPort != gw.PlainPort || iss.AltTLSALPNPort != gw.TLSPort {
 		t.Errorf("solver address %q, ports %d/%d; want 127.0.0.1, %d/%d", iss.ListenHost, iss.AltHTTPPort, iss.AltTLSALPNPort, gw.PlainPort, gw.TLSPort)
 	}
 	leaf := gw.waitForCertificate(t, roots)
@@ -422,13 +423,13 @@ func TestACMERestartWithoutCA(t *testing.T) {
 	ls := acmeListeners(t)
 	pb := startPebble(t, ls.Plain.Addr().(*net.TCPAddr).Port, ls.TLS.Addr().(*net.TCPAddr).Port)
 	yaml := acmeYAML(pb.Dir, pb.CARoot, storage, "")
-	gw := startACMEGateway(t, yaml, ls, acmeChallenges{})
+	gw := startACMEGateway(t, yaml, ls, certs.Challenges{})
 	roots := pb.roots(t)
 	first := gw.waitForCertificate(t, roots)
 	gw.stop()
 	pb.stop()
 
-	gw2 := startACMEGateway(t, yaml, acmeListeners(t), acmeChallenges{})
+	gw2 := startACMEGateway(t, yaml, acmeListeners(t), certs.Challenges{})
 	waitForReadyz(t, gw2, http.StatusOK, "acme gw.test: certificate loaded")
 	leaf, err := gw2.handshake("gw.test", roots)
 	if err != nil {
@@ -461,7 +462,7 @@ func TestACMEUnknownSNI(t *testing.T) {
     upstreams: [builtin:echo]
 `)
 	yaml = strings.Replace(yaml, "routes:\n", fmt.Sprintf("  certificates:\n    - {cert: %q, key: %q}\nroutes:\n", wild.certFile, wild.keyFile), 1)
-	gw := startACMEGateway(t, yaml, ls, acmeChallenges{})
+	gw := startACMEGateway(t, yaml, ls, certs.Challenges{})
 	roots := pb.roots(t)
 	gw.waitForCertificate(t, roots)
 	before := pb.orders()
@@ -473,7 +474,7 @@ func TestACMEUnknownSNI(t *testing.T) {
 		if _, err := gw.handshake(name, nil); err == nil {
 			t.Errorf("handshake for unconfigured %s succeeded", name)
 		}
-		if _, err := gw.handshake(name, nil, acmeTLS1); err == nil {
+		if _, err := gw.handshake(name, nil, certs.ALPNProto); err == nil {
 			t.Errorf("acme-tls/1 handshake for unconfigured %s succeeded", name)
 		}
 	}
@@ -501,7 +502,7 @@ func TestReadyzACME(t *testing.T) {
 	// A CA that refuses connections: every request fails at once.
 	dead := fmt.Sprintf("https://127.0.0.1:%d/dir", freePort(t))
 	ca := newTLSCA(t, "unused CA root")
-	gw := startACMEGateway(t, acmeYAML(dead, ca.file, t.TempDir(), ""), acmeListeners(t), acmeChallenges{})
+	gw := startACMEGateway(t, acmeYAML(dead, ca.file, t.TempDir(), ""), acmeListeners(t), certs.Challenges{})
 	body := waitForReadyz(t, gw, http.StatusOK, "acme gw.test: waiting for its first certificate (last error: ")
 	if !strings.HasPrefix(body, "ready\n") {
 		t.Errorf("/readyz body %q, want it to start with ready", body)
@@ -520,24 +521,22 @@ func TestReadyzACME(t *testing.T) {
 	leaf := ca.leaf(t, "stored.test")
 	certPEM, _ := os.ReadFile(leaf.certFile)
 	keyPEM, _ := os.ReadFile(leaf.keyFile)
-	key := m.issuer.IssuerKey()
+	key := m.Issuer().IssuerKey()
 	ctx := context.Background()
-	if err := m.magic.Storage.Store(ctx, certmagic.StorageKeys.SiteCert(key, "stored.test"), certPEM); err != nil {
+	if err := m.Magic().Storage.Store(ctx, certmagic.StorageKeys.SiteCert(key, "stored.test"), certPEM); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.magic.Storage.Store(ctx, certmagic.StorageKeys.SitePrivateKey(key, "stored.test"), keyPEM); err != nil {
+	if err := m.Magic().Storage.Store(ctx, certmagic.StorageKeys.SitePrivateKey(key, "stored.test"), keyPEM); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.magic.Storage.Store(ctx, certmagic.StorageKeys.SiteMeta(key, "stored.test"), []byte(`{"sans":["stored.test"]}`)); err != nil {
+	if err := m.Magic().Storage.Store(ctx, certmagic.StorageKeys.SiteMeta(key, "stored.test"), []byte(`{"sans":["stored.test"]}`)); err != nil {
 		t.Fatal(err)
 	}
-	m.mu.Lock()
-	m.hosts["stored.test"] = &acmeHost{stored: m.usableInStorage("stored.test")}
-	m.mu.Unlock()
+	m.Track("stored.test")
 	if status, body := gw.readyz(t); status != http.StatusServiceUnavailable || !strings.Contains(body, "acme stored.test: loading the certificate from storage") {
 		t.Errorf("/readyz with a stored certificate not loaded: %d %q, want 503", status, body)
 	}
-	if _, err := m.magic.CacheManagedCertificate(ctx, "stored.test"); err != nil {
+	if _, err := m.Magic().CacheManagedCertificate(ctx, "stored.test"); err != nil {
 		t.Fatal(err)
 	}
 	waitForReadyz(t, gw, http.StatusOK, "acme stored.test: certificate loaded")
@@ -552,7 +551,7 @@ func TestACMEReloadHosts(t *testing.T) {
 	ca := newTLSCA(t, "static CA")
 	storage := t.TempDir()
 	yaml := acmeYAML(dead, ca.file, storage, "  - {name: b, host: b.test, path: /echo, upstreams: [builtin:echo]}\n")
-	gw := startACMEGateway(t, yaml, acmeListeners(t), acmeChallenges{})
+	gw := startACMEGateway(t, yaml, acmeListeners(t), certs.Challenges{})
 	waitForReadyz(t, gw, http.StatusOK, "acme b.test: waiting for its first certificate (last error: ")
 
 	leaf := ca.leaf(t, "b.test")
@@ -571,8 +570,8 @@ func TestACMEReloadHosts(t *testing.T) {
 	if !strings.Contains(body, "acme c.test: ") || strings.Contains(body, "gw.test") || strings.Contains(body, "b.test") {
 		t.Errorf("/readyz after reload: %q, want new.test and c.test only", body)
 	}
-	if m := gw.tls.acme.Load(); m.manages("gw.test") || m.manages("b.test") || !m.manages("c.test") {
-		t.Errorf("managed names after reload: gw.test %v, b.test %v, c.test %v", m.manages("gw.test"), m.manages("b.test"), m.manages("c.test"))
+	if m := gw.tls.acme.Load(); m.Manages("gw.test") || m.Manages("b.test") || !m.Manages("c.test") {
+		t.Errorf("managed names after reload: gw.test %v, b.test %v, c.test %v", m.Manages("gw.test"), m.Manages("b.test"), m.Manages("c.test"))
 	}
 	if got, err := gw.handshake("b.test", ca.pool); err != nil || !got.Equal(leaf.cert) {
 		t.Errorf("b.test after reload: want the static certificate, got err %v", err)

@@ -1,6 +1,6 @@
 package proxy
 
-// Tests of the admin listener (SPEC "Observability", server.admin_listen):
+// Tests of the admin listener (docs/operations.md, server.admin_listen):
 // /healthz, /readyz, /metrics and /debug/pprof/ answer there, and only
 // there: on the public listeners the same paths are WebSocket handshakes
 // like any other and get the handshake's answers (404, 405, 426, or the

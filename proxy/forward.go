@@ -5,13 +5,15 @@ import (
 	"net/http"
 	"net/netip"
 	"net/textproto"
+	"slices"
 	"strings"
 	"wsgate/internal/config"
+	"wsgate/internal/listen"
 )
 
 // hopByHop are the headers that describe one connection, not the request
 // (RFC 9110 §7.6.1), plus the WebSocket handshake's own headers, which the
-// gateway's upstream handshake sets itself (SPEC: "hop-by-hop headers and
+// gateway's upstream handshake sets itself (docs/handshake.md "Header forwarding": "hop-by-hop headers and
 // the client's own Sec-WebSocket-Key/Accept/Extensions are not" forwarded).
 var hopByHop = map[string]bool{
 	"Connection":          true,
@@ -41,23 +43,14 @@ func peerAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-func trusted(a netip.Addr, proxies []netip.Prefix) bool {
-	for _, p := range proxies {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // clientAddr is the client's address: the TCP peer (with the PROXY protocol,
 // the address its header gave), or, when the peer is a trusted proxy, the
 // rightmost X-Forwarded-For address that is not itself a trusted proxy
-// (SPEC "Config"); without X-Forwarded-For, the same from Forwarded's for=
+// (docs/operations.md "Config files and validation"); without X-Forwarded-For, the same from Forwarded's for=
 // (RFC 7239).
 func clientAddr(r *http.Request, proxies []netip.Prefix) netip.Addr {
 	peer := peerAddr(r)
-	if !trusted(peer, proxies) {
+	if !listen.Trusted(peer, proxies) {
 		return peer
 	}
 	chain := forwardedChain(r)
@@ -68,7 +61,7 @@ func clientAddr(r *http.Request, proxies []netip.Prefix) netip.Addr {
 			return addr
 		}
 		addr = a.Unmap()
-		if !trusted(addr, proxies) {
+		if !listen.Trusted(addr, proxies) {
 			return addr
 		}
 	}
@@ -139,13 +132,13 @@ func upstreamHeader(r *http.Request, route *config.Route, proxies []netip.Prefix
 		}
 	}
 	peer := peerAddr(r)
-	peerTrusted := trusted(peer, proxies)
+	peerTrusted := listen.Trusted(peer, proxies)
 	// The names kept, first, so that the map is made at its final size:
 	// the handshake's own fields are most of a typical request's.
 	var keptBuf [32]string
 	kept := keptBuf[:0]
 	for k := range r.Header {
-		if hopByHop[k] || containsString(named, k) || strings.HasPrefix(k, "Sec-Websocket-") {
+		if hopByHop[k] || slices.Contains(named, k) || strings.HasPrefix(k, "Sec-Websocket-") {
 			continue
 		}
 		if !peerTrusted && isForwarding(k) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"wsgate/internal/config"
+	"wsgate/internal/listen"
 )
 
 // upstreamHeaderRef is upstreamHeader as first written, with maps, Split
@@ -29,7 +30,7 @@ func upstreamHeaderRef(r *http.Request, route *config.Route, proxies []netip.Pre
 		}
 	}
 	peer := peerAddr(r)
-	peerTrusted := trusted(peer, proxies)
+	peerTrusted := listen.Trusted(peer, proxies)
 	for k, vs := range r.Header {
 		if hopByHop[k] || named[k] || strings.HasPrefix(k, "Sec-Websocket-") {
 			continue

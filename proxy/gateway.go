@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,12 +26,14 @@ import (
 	"wsgate/internal/balance"
 	"wsgate/internal/config"
 	"wsgate/internal/echo"
+	"wsgate/internal/listen"
+	"wsgate/internal/metrics"
 	"wsgate/internal/relay"
 	"wsgate/internal/route"
 	"wsgate/ratelimit"
 )
 
-// maxAttempts is how many upstreams one handshake tries (SPEC: "at most 3
+// maxAttempts is how many upstreams one handshake tries (docs/handshake.md: "at most 3
 // attempts").
 const maxAttempts = 3
 
@@ -45,12 +48,11 @@ type Gateway struct {
 	// max_connections check and are dialling: reserved before the dial, so
 	// that concurrent handshakes cannot overshoot the cap.
 	slots    atomic.Int64
-	limits   limitRegistry     // per-route limiter state, across reloads
-	pending  ratelimit.Counter // unfinished handshakes per address (listener.go)
+	limits   limitRegistry // per-route limiter state, across reloads
 	draining atomic.Bool
 	tls      tlsState
-	metrics  *metrics
-	fdLog    fdAlarms // "out of file descriptors" lines, rate-limited (fdlimit.go)
+	metrics  *metrics.Metrics
+	gate     listen.Gate // what the listeners share (unfinished handshakes, fd alarms)
 	// hooks lets tests widen race windows in the relay (session.go
 	// relayHooks); nil in production.
 	hooks atomic.Pointer[relay.Hooks]
@@ -69,7 +71,7 @@ type snapshot struct {
 type routeState struct {
 	cfg      *config.Route
 	pool     *balance.Pool
-	upstream map[*balance.Backend]*config.Upstream
+	configOf map[*balance.Backend]*config.Upstream // each backend's config entry
 	dialer   *handshake.Dialer
 	echo     *handshake.Dialer // for builtin:echo upstreams
 	session  relay.Config
@@ -79,11 +81,13 @@ type routeState struct {
 // New builds a gateway for cfg.
 func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log}
+	g.gate.Log = log
+	g.gate.Rejected = g.listenerRejected
 	g.reg.init()
 	// The poller for parked legs, now: at the open-file cap it could not
 	// be created later. Serve closes it when it returns.
 	g.poll = relay.NewPoller()
-	g.metrics = newMetrics(g)
+	g.metrics = metrics.New(g.metricRoutes)
 	snap, err := buildSnapshot(cfg)
 	if err != nil {
 		return nil, err
@@ -116,12 +120,12 @@ func buildRoute(cfg *config.Config, r *config.Route) (*routeState, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &routeState{cfg: r, upstream: make(map[*balance.Backend]*config.Upstream)}
+	rs := &routeState{cfg: r, configOf: make(map[*balance.Backend]*config.Upstream)}
 	var backends []*balance.Backend
 	for i := range r.Upstreams {
 		u := &r.Upstreams[i]
 		b := balance.NewBackend(u.Raw, u.Weight)
-		rs.upstream[b] = u
+		rs.configOf[b] = u
 		backends = append(backends, b)
 	}
 	rs.pool = balance.NewPool(bal, backends)
@@ -161,14 +165,14 @@ func buildRoute(cfg *config.Config, r *config.Route) (*routeState, error) {
 // Config returns the config in force.
 func (g *Gateway) Config() *config.Config { return g.snap.Load().cfg }
 
-// ServeHTTP handles one opening handshake (SPEC "The opening handshake"):
+// ServeHTTP handles one opening handshake (docs/handshake.md):
 // route, protocol checks, Origin and limits, then the upstream's handshake,
 // and only then the client's 101 and the relay.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snap := g.snap.Load()
 	// net/http enforces max_header_bytes itself, but never below 4 KiB
-	// (see httpMaxHeaderBytes): a smaller configured value is checked here.
-	if max := int(snap.cfg.Server.MaxHeaderBytes); max < httpHeaderSlop && headBytes(r) > max {
+	// (see listen.HTTPMaxHeaderBytes): a smaller configured value is checked here.
+	if max := int(snap.cfg.Server.MaxHeaderBytes); max < listen.HTTPHeaderSlop && headBytes(r) > max {
 		g.refuse(w, r, "", http.StatusRequestHeaderFieldsTooLarge, "request headers larger than max_header_bytes",
 			"Connection", "close")
 		return
@@ -197,7 +201,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Limits, in the SPEC's order. The client address is the one the logs
+	// Limits, in the documented order. The client address is the one the logs
 	// and X-Forwarded-For carry; limits key IPv6 by its /64.
 	client := clientAddr(r, snap.cfg.Server.TrustedProxies)
 	key := ratelimit.Key(client)
@@ -258,7 +262,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	access := snap.cfg.Log.Access
 	s.OnEnd = func() {
 		g.reg.remove(s)
-		g.metrics.sessionEnded(s)
+		g.metrics.SessionEnded(s)
 		// Log before the session stops counting as open, so that anyone
 		// who waits for the gateway to be idle finds every access line
 		// written.
@@ -271,7 +275,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.active.Add(1)
 	g.reg.add(s)
-	g.metrics.sessionStarted(s)
+	g.metrics.SessionStarted(s)
 	// A reload or admin drain that swept the registry while this handshake
 	// was in flight could not see this session: hold it to the config in
 	// force now. (Registering first, then checking, leaves no gap.)
@@ -291,7 +295,7 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 	if len(rs.cfg.Subprotocols) > 0 {
 		protos = nil
 		for _, p := range req.Protocols {
-			if containsString(rs.cfg.Subprotocols, p) {
+			if slices.Contains(rs.cfg.Subprotocols, p) {
 				protos = append(protos, p)
 			}
 		}
@@ -307,7 +311,7 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 	}
 	var lastErr error
 	for _, b := range list {
-		u := rs.upstream[b]
+		u := rs.configOf[b]
 		target, d := rs.targetURL(u)
 		target.Path = route.JoinPath(target.Path, reqPath)
 		target.RawPath = ""
@@ -322,7 +326,7 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 		t0 := time.Now()
 		up, err := d.Dial(ctx, target, hdr, protos)
 		cancel()
-		g.metrics.dial.WithLabelValues(rs.cfg.Name).Observe(time.Since(t0).Seconds())
+		g.metrics.Dial.WithLabelValues(rs.cfg.Name).Observe(time.Since(t0).Seconds())
 		if err == nil {
 			rs.pool.Succeeded(b)
 			return up, b, nil
@@ -384,7 +388,7 @@ func (rs *routeState) targetURL(u *config.Upstream) (*url.URL, *handshake.Dialer
 }
 
 // upstreamFailed answers the client after the upstream handshake failed
-// (SPEC: the upstream-outcome table).
+// (docs/relay.md: the upstream-outcome table).
 func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, route string, err error) {
 	var se *handshake.StatusError
 	switch {
@@ -403,10 +407,10 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, route s
 		w.WriteHeader(se.StatusCode)
 		_, _ = w.Write(se.Body)
 		g.logReject(r, route, se.StatusCode, "upstream answered "+strconv.Itoa(se.StatusCode))
-	case outOfFDs(err):
-		// The rejection line below is the SPEC's one per handshake; the
+	case listen.OutOfFDs(err):
+		// The rejection line below is the documented one per handshake; the
 		// condition itself is logged at most once per fdLogEvery.
-		g.dialOutOfFDs(route, err)
+		g.gate.DialOutOfFDs(route, err)
 		g.reject(w, r, route, &handshake.Rejection{Status: http.StatusServiceUnavailable,
 			Reason: "gateway out of file descriptors", Header: http.Header{"Retry-After": {"1"}}})
 	case errors.Is(err, errAllDrained):
@@ -459,7 +463,7 @@ func (g *Gateway) reject(w http.ResponseWriter, r *http.Request, route string, r
 }
 
 func (g *Gateway) logReject(r *http.Request, route string, status int, reason string) {
-	g.metrics.rejected.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	g.metrics.Rejected.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	// "client" is the client address as the access log has it (behind a
 	// trusted proxy, not the proxy's); "peer" is the TCP peer.
 	client := clientAddr(r, g.snap.Load().cfg.Server.TrustedProxies)
@@ -526,16 +530,7 @@ func (r *registry) list() []*relay.Session {
 // Sessions returns the number of open sessions.
 func (g *Gateway) Sessions() int { return int(g.active.Load()) }
 
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-var _ = net.Dial
+var _ http.Handler = (*Gateway)(nil)
 
 // stale reports whether s's route or upstream has left the config in force,
 // or its upstream was drained.
@@ -554,4 +549,32 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// listenerRejected logs and counts a connection the listener refused before
+// any route was matched (route=""): 408, 429, or net/http's own answers.
+func (g *Gateway) listenerRejected(client netip.Addr, peer string, status int, reason string) {
+	g.metrics.Rejected.WithLabelValues("", strconv.Itoa(status)).Inc()
+	cl := ""
+	if client.IsValid() {
+		cl = client.String()
+	}
+	g.log.Info().Str("event", "rejected").Str("route", "").Str("client", cl).
+		Str("peer", peer).Int("status", status).Str("reason", reason).
+		Msg("handshake rejected")
+}
+
+// metricRoutes is what /metrics reports of the config in force: its routes
+// and whether each upstream is in rotation.
+func (g *Gateway) metricRoutes(now time.Time) []metrics.Route {
+	snap := g.snap.Load()
+	out := make([]metrics.Route, 0, len(snap.routes))
+	for _, rs := range snap.routes {
+		r := metrics.Route{Name: rs.cfg.Name}
+		for _, b := range rs.pool.Backends() {
+			r.Upstreams = append(r.Upstreams, metrics.Upstream{Key: b.Key, Up: b.Up(now)})
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -1,7 +1,7 @@
 package proxy
 
-// End-to-end tests of the client side of the opening handshake (SPEC "The
-// opening handshake", first table): raw requests over real sockets, so every
+// End-to-end tests of the client side of the opening handshake (docs/handshake.md
+// "Order of checks"): raw requests over real sockets, so every
 // byte is ours, answered by a gateway on 127.0.0.1; upstreams count what
 // reaches them, so a rejection that leaks a dial is caught.
 
@@ -386,7 +386,7 @@ func (c *rawConn) greeting(t testing.TB) string {
 
 // TestHandshakeRejections walks the client-side handshake table row by row:
 // the exact status, reason body and headers the client receives, in the
-// SPEC's order of checks, and that no rejected handshake reaches an upstream.
+// the order of checks of docs/handshake.md, and that no rejected handshake reaches an upstream.
 func TestHandshakeRejections(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t, "up", nil)
@@ -497,7 +497,7 @@ func TestHandshakeRejections(t *testing.T) {
 	if n := up.accepts.Load(); n != 0 {
 		t.Fatalf("rejected handshakes opened %d upstream connections", n)
 	}
-	// One log line per rejection, with its status (SPEC: "and is logged").
+	// One log line per rejection, with its status (docs/handshake.md: "and is logged").
 	for _, tt := range tests {
 		if len(gw.Logs.Lines(`"event":"rejected"`, fmt.Sprintf(`"status":%d`, tt.status))) == 0 {
 			t.Errorf("no rejection logged with status %d", tt.status)

@@ -1,14 +1,13 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 	"wsgate/internal/config"
+	"wsgate/internal/testutil"
 
 	"github.com/rs/zerolog"
 )
@@ -62,45 +61,17 @@ func startGateway(t testing.TB, yamlText string) *testGateway {
 	return tg
 }
 
-// syncBuffer is a bytes.Buffer safe for the gateway's concurrent logging.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// syncBuffer is the gateway log of a test.
+type syncBuffer = testutil.LogBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// Lines returns the logged lines that contain every one of substrs.
-func (s *syncBuffer) Lines(substrs ...string) []string {
-	var out []string
-	for _, l := range strings.Split(s.String(), "\n") {
-		ok := l != ""
-		for _, sub := range substrs {
-			ok = ok && strings.Contains(l, sub)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// clientConns are the client connections of g's open sessions.
-func (g *Gateway) clientConns() []*gateConn {
-	var out []*gateConn
+// clientTCP are the TCP connections of the clients of g's open sessions.
+func (g *Gateway) clientTCP() []*net.TCPConn {
+	var out []*net.TCPConn
 	for _, s := range g.reg.list() {
-		if c, ok := s.ClientConn().(*gateConn); ok {
-			out = append(out, c)
+		if c, ok := s.ClientConn().(interface{ NetConn() net.Conn }); ok {
+			if tc, ok := c.NetConn().(*net.TCPConn); ok {
+				out = append(out, tc)
+			}
 		}
 	}
 	return out

@@ -1,6 +1,6 @@
 package proxy
 
-// Rate limits (SPEC `rate_limit`, issue 7): per client address per route
+// Rate limits (docs/relay.md "Rate limits", issue 7): per client address per route
 // (handshakes, connections_per_ip, messages_per_ip) and per session
 // (messages, bytes, frames), client -> upstream only.
 //
@@ -120,7 +120,7 @@ func (g *Gateway) limitsFor(snap *snapshot, rs *routeState) *routeLimits {
 		kind string
 	}{{&rl.hits.handshakes, kindHandshakes}, {&rl.hits.conns, kindConnsPerIP}, {&rl.hits.messages, kindMessages},
 		{&rl.hits.perIP, kindMessagesPerIP}, {&rl.hits.bytes, kindBytes}, {&rl.hits.frames, kindFrames}} {
-		h.h.vec, h.h.route, h.h.kind = g.metrics.rateLimited, name, h.kind
+		h.h.vec, h.h.route, h.h.kind = g.metrics.RateLimited, name, h.kind
 	}
 	reg.m[name] = rl
 	// Forget routes that are gone from the config in force. (Sessions that

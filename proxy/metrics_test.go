@@ -1,6 +1,6 @@
 package proxy
 
-// Tests of what an operator watches (SPEC "Observability"): /metrics parsed
+// Tests of what an operator watches (docs/operations.md): /metrics parsed
 // with Prometheus' own text parser after a scripted workload whose every
 // count is known, the Grafana dashboard against the metrics it queries, the
 // access log line of a known session, and the relay's throughput with and
@@ -36,6 +36,7 @@ import (
 	"wsgate/internal/balance"
 	"wsgate/internal/config"
 	"wsgate/internal/echo"
+	"wsgate/internal/metrics"
 	"wsgate/internal/relay"
 )
 
@@ -255,14 +256,14 @@ routes:
 	for route, upstream := range map[string]string{"echo": "builtin:echo", "strict": "builtin:echo", "gone": vanishing.URL, "dead": dead, "greet": greeter.URL} {
 		want.set(0, "wsgate_sessions_total", "route", route)
 		want.set(0, "wsgate_sessions_active", "route", route)
-		want.relayed(route, dirClientToUpstream, 0, 0)
-		want.relayed(route, dirUpstreamToClient, 0, 0)
+		want.relayed(route, metrics.DirClientToUpstream, 0, 0)
+		want.relayed(route, metrics.DirUpstreamToClient, 0, 0)
 		want.set(1, "wsgate_upstream_up", "route", route, "upstream", upstream)
 	}
 	want.set(0, "wsgate_sessions_total", "route", "dead2")
 	want.set(0, "wsgate_sessions_active", "route", "dead2")
-	want.relayed("dead2", dirClientToUpstream, 0, 0)
-	want.relayed("dead2", dirUpstreamToClient, 0, 0)
+	want.relayed("dead2", metrics.DirClientToUpstream, 0, 0)
+	want.relayed("dead2", metrics.DirUpstreamToClient, 0, 0)
 	want.set(1, "wsgate_upstream_up", "route", "dead2", "upstream", dead2)
 	want.set(1, "wsgate_upstream_up", "route", "dead2", "upstream", dead3)
 	diffSeries(t, "before any traffic", wsgateSeries(t, scrape(t, gw.AdminAddr)), want)
@@ -274,8 +275,8 @@ routes:
 		sendEchoMessages(t, p)
 		closeNormally(t, p)
 		want.started("echo")
-		want.relayed("echo", dirClientToUpstream, echoMessageCount, echoMessageBytes)
-		want.relayed("echo", dirUpstreamToClient, echoMessageCount, echoMessageBytes)
+		want.relayed("echo", metrics.DirClientToUpstream, echoMessageCount, echoMessageBytes)
+		want.relayed("echo", metrics.DirUpstreamToClient, echoMessageCount, echoMessageBytes)
 		want.ended("echo", "1000", "1000")
 	}
 
@@ -293,8 +294,8 @@ routes:
 		}
 		p.conn.Close()
 		want.started("echo")
-		want.relayed("echo", dirClientToUpstream, 1, 5)
-		want.relayed("echo", dirUpstreamToClient, 1, 5)
+		want.relayed("echo", metrics.DirClientToUpstream, 1, 5)
+		want.relayed("echo", metrics.DirUpstreamToClient, 1, 5)
 		want.ended("echo", "1002", "1001")
 	}
 
@@ -314,8 +315,8 @@ routes:
 		}
 		p.conn.Close()
 		want.started("gone")
-		want.relayed("gone", dirClientToUpstream, 1, 7)
-		want.relayed("gone", dirUpstreamToClient, 2, 7+4)
+		want.relayed("gone", metrics.DirClientToUpstream, 1, 7)
+		want.relayed("gone", metrics.DirUpstreamToClient, 2, 7+4)
 		want.ended("gone", "1014", "none")
 	}
 	waitFor(t, "the sessions to end", func() bool { return gw.Sessions() == 0 })
@@ -331,7 +332,7 @@ routes:
 			if f := p.next(); string(f.Payload) != "greeter" {
 				t.Fatalf("greeting: %v", f)
 			}
-			want.relayed(route, dirUpstreamToClient, 1, len("greeter"))
+			want.relayed(route, metrics.DirUpstreamToClient, 1, len("greeter"))
 		}
 		p.send(true, frame.OpText, []byte("live"))
 		if f := p.next(); string(f.Payload) != "live" {
@@ -339,8 +340,8 @@ routes:
 		}
 		open = append(open, p)
 		want.started(route)
-		want.relayed(route, dirClientToUpstream, 1, 4)
-		want.relayed(route, dirUpstreamToClient, 1, 4)
+		want.relayed(route, metrics.DirClientToUpstream, 1, 4)
+		want.relayed(route, metrics.DirUpstreamToClient, 1, 4)
 		want.set(1, "wsgate_sessions_active", "route", route)
 	}
 	diffSeries(t, "with two sessions open", wsgateSeries(t, scrape(t, gw.AdminAddr)), want)
@@ -429,7 +430,7 @@ func TestMetricsMonotonic(t *testing.T) {
 				return
 			default:
 			}
-			mfs, err := gw.metrics.reg.Gather()
+			mfs, err := gw.metrics.Registry.Gather()
 			if err != nil {
 				scraped <- err
 				return
@@ -481,11 +482,11 @@ func TestMetricsMonotonic(t *testing.T) {
 	got := wsgateSeries(t, scrape(t, gw.AdminAddr))
 	const n = clients * perClient
 	for k, v := range map[string]float64{
-		seriesKey("wsgate_sessions_total", "route", "echo"):                                   n,
-		seriesKey("wsgate_messages_total", "route", "echo", "direction", dirClientToUpstream): n,
-		seriesKey("wsgate_bytes_total", "route", "echo", "direction", dirUpstreamToClient):    8 * n,
-		seriesKey("wsgate_close_total", "route", "echo", "side", "client", "code", "1005"):    n,
-		seriesKey("wsgate_close_total", "route", "echo", "side", "upstream", "code", "1005"):  n,
+		seriesKey("wsgate_sessions_total", "route", "echo"):                                           n,
+		seriesKey("wsgate_messages_total", "route", "echo", "direction", metrics.DirClientToUpstream): n,
+		seriesKey("wsgate_bytes_total", "route", "echo", "direction", metrics.DirUpstreamToClient):    8 * n,
+		seriesKey("wsgate_close_total", "route", "echo", "side", "client", "code", "1005"):            n,
+		seriesKey("wsgate_close_total", "route", "echo", "side", "upstream", "code", "1005"):          n,
 	} {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
@@ -493,8 +494,8 @@ func TestMetricsMonotonic(t *testing.T) {
 	}
 }
 
-// TestMetricsNamesAndLabels: every metric the SPEC names is exposed with
-// exactly the SPEC's labels and type, with help text.
+// TestMetricsNamesAndLabels: every metric docs/operations.md names is exposed with
+// exactly the documented labels and type, with help text.
 func TestMetricsNamesAndLabels(t *testing.T) {
 	t.Parallel()
 	gw := startAdminGateway(t, e2eHead+"routes:\n  - {name: echo, path: /echo, upstreams: [\"builtin:echo\"]}\n", false)
@@ -503,7 +504,7 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 	closeNormally(t, p)
 	exchange(t, gw.Addr, upgradeRequest(gw.Addr, "/nowhere"))
 	waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
-	gw.metrics.rateLimited.WithLabelValues("echo", "messages").Add(0)
+	gw.metrics.RateLimited.WithLabelValues("echo", "messages").Add(0)
 	mfs := scrape(t, gw.AdminAddr)
 	for name, spec := range specMetrics {
 		mf := mfs[name]
@@ -529,12 +530,12 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 	}
 	for name := range mfs {
 		if _, ok := specMetrics[name]; strings.HasPrefix(name, "wsgate_") && !ok {
-			t.Errorf("%s is not in the SPEC (nor in README's metrics list)", name)
+			t.Errorf("%s is not in docs/operations.md (nor in README's metrics list)", name)
 		}
 	}
 }
 
-// specMetrics are the SPEC's metrics ("Observability"), labels sorted.
+// specMetrics are the metrics of docs/operations.md "Metrics", labels sorted.
 var specMetrics = map[string]struct {
 	typ    dto.MetricType
 	labels []string
@@ -668,7 +669,7 @@ func TestMetricsDashboard(t *testing.T) {
 // ---- the access log ----
 
 // TestAccessLogFields checks every field of one access log line for a
-// session whose every frame is known (SPEC "Observability": route, client
+// session whose every frame is known (docs/operations.md: route, client
 // address, upstream, subprotocol, start, duration, frames/messages/bytes in
 // each direction, the close code and reason each side received, who closed
 // first, and why).
@@ -927,16 +928,11 @@ func BenchmarkRelayMetricsPaired(b *testing.B) {
 	bg.send("dial %s - %d", bg.plain, benchSessions)
 	bg.expect("ready")
 	relayed := func() int64 { // echoes delivered so far, off the gateway's own tallies
-		m := bg.g.metrics
-		m.mu.Lock()
-		defer m.mu.Unlock()
 		var n int64
-		for _, r := range m.routes {
-			for s := range r.live {
-				_, m, _ := s.Tally(relay.SideUpstream)
-				n += m
-			}
-		}
+		bg.g.metrics.EachLive(func(s *relay.Session) {
+			_, m, _ := s.Tally(relay.SideUpstream)
+			n += m
+		})
 		return n
 	}
 	scrape := func() {
@@ -1037,7 +1033,7 @@ func BenchmarkMetricsScrape(b *testing.B) {
 			for i := range n {
 				s := relay.New(relay.Config{})
 				s.Route = [2]string{"a", "b"}[i%2]
-				g.metrics.sessionStarted(s)
+				g.metrics.SessionStarted(s)
 			}
 			h := g.adminHandler()
 			req := httptest.NewRequest("GET", "/metrics", nil)
@@ -1212,7 +1208,7 @@ func benchEcho(peers []*rawPeer, n int, batch []byte, frameLen int) error {
 
 // TestMetricsAppCloseCodesBounded: application close codes (RFC 6455
 // §7.4.2, 3000-4999) are the peers' choice, so the series they make are
-// bounded: the first maxAppCloseCodes distinct codes relayed get a label of
+// bounded: the first metrics.MaxAppCloseCodes distinct codes relayed get a label of
 // their own, later ones are counted as code="other"; protocol codes keep
 // theirs.
 func TestMetricsAppCloseCodesBounded(t *testing.T) {
@@ -1230,7 +1226,7 @@ func TestMetricsAppCloseCodesBounded(t *testing.T) {
 		// order unless each has ended before the next opens.
 		waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
 	}
-	for i := range maxAppCloseCodes + extra {
+	for i := range metrics.MaxAppCloseCodes + extra {
 		closeWith(frame.CloseCode(4000 + i))
 	}
 	closeWith(4000)              // seen already: its own series
@@ -1246,17 +1242,17 @@ func TestMetricsAppCloseCodesBounded(t *testing.T) {
 			codes[m[1]] = v
 		}
 	}
-	if len(codes) != maxAppCloseCodes+2 {
-		t.Errorf("%d client close_total series, want %d (the bound, 1000 and other): %v", len(codes), maxAppCloseCodes+2, codes)
+	if len(codes) != metrics.MaxAppCloseCodes+2 {
+		t.Errorf("%d client close_total series, want %d (the bound, 1000 and other): %v", len(codes), metrics.MaxAppCloseCodes+2, codes)
 	}
 	for code, want := range map[string]float64{
-		"4000": 2, "4001": 1, strconv.Itoa(4000 + maxAppCloseCodes - 1): 1, "1000": 1, "other": extra + 1,
+		"4000": 2, "4001": 1, strconv.Itoa(4000 + metrics.MaxAppCloseCodes - 1): 1, "1000": 1, "other": extra + 1,
 	} {
 		if codes[code] != want {
 			t.Errorf("client close_total{code=%q} = %v, want %v", code, codes[code], want)
 		}
 	}
-	if _, ok := codes[strconv.Itoa(4000+maxAppCloseCodes)]; ok {
-		t.Errorf("code %d has a series of its own past the bound", 4000+maxAppCloseCodes)
+	if _, ok := codes[strconv.Itoa(4000+metrics.MaxAppCloseCodes)]; ok {
+		t.Errorf("code %d has a series of its own past the bound", 4000+metrics.MaxAppCloseCodes)
 	}
 }

@@ -1,6 +1,6 @@
 package proxy
 
-// One end-to-end test per row of the SPEC's close-translation table (rate
+// One end-to-end test per row of the the close-translation table (docs/relay.md) (rate
 // limits, shutdown and reload/drain rows excepted): the exact code and
 // reason each side receives, and the access log's reason and closed_by.
 // Well-behaved peers are third-party libraries; misbehaving ones are raw
@@ -331,7 +331,7 @@ func TestRelayCloseClientTooBig(t *testing.T) {
 }
 
 // Row: client frame or message over the cap, from a client that keeps
-// flooding while the gateway closes it (SPEC "lingering close"): the client
+// flooding while the gateway closes it (docs/relay.md "Lingering close"): the client
 // must still read the whole 1009 Close. One that stops and answers gets a
 // FIN; one that floods on regardless is cut off after close_timeout.
 func TestRelayCloseClientFloodLinger(t *testing.T) {

@@ -1,6 +1,6 @@
 package proxy
 
-// What the relay does to frames it passes on (SPEC "The relay"): client
+// What the relay does to frames it passes on (docs/relay.md): client
 // frames are re-masked with fresh keys, upstream frames go out unmasked,
 // fragmentation is preserved as sent, and a leg that must end inside a
 // large frame is truncated.

@@ -1,6 +1,6 @@
 package proxy
 
-// Helpers of the relay's end-to-end tests (SPEC "The relay", "Close
+// Helpers of the relay's end-to-end tests (docs/relay.md, "Close
 // translation"): raw peers that write every byte themselves, third-party
 // peers (gorilla/websocket, coder/websocket), gateway configs with short
 // timeouts, and the access log line of a session.

@@ -1,6 +1,6 @@
 package proxy
 
-// Keepalive (SPEC "The relay": ping_interval, pong_timeout) and
+// Keepalive (docs/relay.md: ping_interval, pong_timeout) and
 // write_timeout, end to end. The timing tests are not parallel: they measure
 // detection times and must not share the two cores with the streaming tests.
 

@@ -1,3 +1,5 @@
+//go:build unix
+
 package proxy
 
 // Parking under stress: traffic around the relay.ParkAfter boundary, keepalive

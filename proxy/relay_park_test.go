@@ -1,3 +1,5 @@
+//go:build unix
+
 package proxy
 
 // Parking (park.go): a quiet plain-TCP leg gives up its goroutine and read

@@ -1,6 +1,6 @@
 package proxy
 
-// Streaming (SPEC "The relay": "a 100 MiB message must not need 100 MiB of
+// Streaming (docs/relay.md: "a 100 MiB message must not need 100 MiB of
 // memory"): a 256 MiB message between peers that stream it themselves,
 // while the heap in use (of this process: gateway and peers) is sampled.
 // The peers use fixed buffers, so any growth is the gateway's.
@@ -286,7 +286,7 @@ func (r slowReader) Read(p []byte) (int, error) {
 	return r.c.Read(p)
 }
 
-// A client that reads slowly but steadily is slowed, not cut (SPEC "A slow
+// A client that reads slowly but steadily is slowed, not cut (docs/relay.md "write_timeout and backpressure": "A slow
 // reader slows its sender"; only a peer that takes no write within
 // write_timeout is gone), even though a streamed chunk takes it longer than
 // write_timeout to read: the timeout runs from the last write it took any
@@ -301,8 +301,7 @@ func TestStreamSlowReader(t *testing.T) {
 		_ = tc.SetReadBuffer(16 << 10)
 	}
 	waitFor(t, "the session", func() bool { return gw.Sessions() == 1 })
-	gc := gw.clientConns()[0]
-	if err := gc.raw.(*net.TCPConn).SetWriteBuffer(32 << 10); err != nil {
+	if err := gw.clientTCP()[0].SetWriteBuffer(32 << 10); err != nil {
 		t.Fatal(err)
 	}
 	payload := pattern(640<<10, 7)

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 	"wsgate/internal/balance"
+	"wsgate/internal/certs"
 	"wsgate/internal/config"
 	"wsgate/internal/relay"
 )
@@ -19,7 +20,7 @@ import (
 // replaced, or have its mark cleared by the reload right after.
 var lifecycleMu sync.Mutex
 
-// Reload swaps in a new config (SIGHUP; SPEC "Reload without dropping
+// Reload swaps in a new config (SIGHUP; docs/relay.md "Reload without dropping
 // sessions"). cfg has been loaded and validated off to the side. Sessions
 // keep the snapshot they started with; only those whose route (by name) or
 // upstream is gone are drained, with 1012 to the client and 1001 upstream,
@@ -43,9 +44,9 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	}
 	// Certificates before anything is changed: if the files no longer
 	// load, the reload fails as a whole.
-	var certs *certSet
+	var static *certs.Set
 	if g.tlsOn() {
-		if certs, err = loadCertificates(cfg.TLS.Certificates); err != nil {
+		if static, err = certs.LoadStatic(cfg.TLS.Certificates); err != nil {
 			return err
 		}
 	}
@@ -61,8 +62,8 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		}
 		rs.adopt(prev)
 	}
-	if certs != nil {
-		g.tls.certs.Store(certs)
+	if static != nil {
+		g.tls.certs.Store(static)
 		g.reloadACME(cfg)
 	}
 	g.snap.Store(snap)
@@ -80,7 +81,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 
 // restartOnly returns the dotted keys whose new values a reload cannot
 // apply, and cfg with their old values put back. `server:` holds the
-// listeners and the shutdown settings (SPEC: they need a restart); the
+// listeners and the shutdown settings (docs/relay.md: they need a restart); the
 // logger and the TLS listener's config are built once at start.
 func restartOnly(old, cfg *config.Config) ([]string, *config.Config) {
 	keys := changedKeys("server", reflect.ValueOf(old.Server), reflect.ValueOf(cfg.Server))
@@ -147,7 +148,7 @@ func (snap *snapshot) route(name string) *routeState {
 
 // backend returns the route's backend for an upstream key, or nil.
 func (rs *routeState) backend(key string) *balance.Backend {
-	for b := range rs.upstream {
+	for b := range rs.configOf {
 		if b.Key == key {
 			return b
 		}
@@ -164,9 +165,9 @@ func (rs *routeState) adopt(prev *routeState) {
 		if pb := prev.backend(b.Key); pb != nil && pb.Weight == b.Weight {
 			nb = pb
 			nb.SetDrained(false)
-			rs.upstream[nb] = rs.upstream[b]
+			rs.configOf[nb] = rs.configOf[b]
 			if nb != b {
-				delete(rs.upstream, b)
+				delete(rs.configOf, b)
 			}
 		}
 		backends = append(backends, nb)

@@ -1,6 +1,6 @@
 package proxy
 
-// In-process tests of the lifecycle (SPEC "Graceful shutdown", "Reload
+// In-process tests of the lifecycle (docs/relay.md "Graceful shutdown", "Reload
 // without dropping sessions"; issue 9): what Shutdown does with peers that
 // never answer and with handshakes still in flight, what Reload keeps and
 // re-reads, and the admin drain's answers. The real binary is driven by

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"wsgate/internal/certs"
+	"wsgate/internal/listen"
 	"wsgate/internal/relay"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -65,7 +67,7 @@ func (g *Gateway) Listen() (*Listeners, error) {
 	return ls, nil
 }
 
-// Serve serves ls until ctx is done, then shuts down gracefully (SPEC
+// Serve serves ls until ctx is done, then shuts down gracefully (docs/
 // "Graceful shutdown") and returns.
 func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	defer g.poll.Close() // after the shutdown: no session is left to park
@@ -98,18 +100,18 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			srv.Protocols = &p
 			// PROXY protocol, handshake_timeout, max_pending_per_ip and an
 			// exact max_header_bytes (listener.go).
-			ln = g.limitListener(ln, cfg.Server)
-			srv.ConnState = g.connState
+			ln = g.gate.Wrap(ln, cfg.Server)
+			srv.ConnState = listen.ConnState
 			// A backstop only: the listener closes a late request
 			// silently at handshake_timeout, where net/http's own timeout
 			// would answer a partial request line with a 400 first.
 			srv.ReadHeaderTimeout = cfg.Server.HandshakeTimeout + time.Second
-			srv.MaxHeaderBytes = httpMaxHeaderBytes(cfg.Server.MaxHeaderBytes)
+			srv.MaxHeaderBytes = listen.HTTPMaxHeaderBytes(cfg.Server.MaxHeaderBytes)
 		} else {
 			// Out of descriptors, the admin listener backs off too, with
 			// one log line per fdLogEvery instead of net/http's one per
 			// retry.
-			ln = g.pacedListener(ln)
+			ln = g.gate.Paced(ln)
 		}
 		servers = append(servers, srv)
 		go func() {
@@ -124,26 +126,26 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			}
 		}()
 	}
-	var acme *acmeManager
+	var acme *certs.ACME
 	if ls.TLS != nil {
-		certs, err := loadCertificates(cfg.TLS.Certificates)
+		static, err := certs.LoadStatic(cfg.TLS.Certificates)
 		if err != nil {
 			return err
 		}
-		g.tls.certs.Store(certs)
+		g.tls.certs.Store(static)
 		if cfg.TLS.ACME != nil {
 			var plainAddr net.Addr
 			if ls.Plain != nil {
 				plainAddr = ls.Plain.Addr()
 			}
-			acme, err = newACMEManager(cfg.TLS.ACME, plainAddr, ls.TLS.Addr(), g.tls.challenges, g.log)
+			acme, err = certs.NewACME(cfg.TLS.ACME, plainAddr, ls.TLS.Addr(), g.tls.challenges, g.log)
 			if err != nil {
 				return err
 			}
 			g.tls.acme.Store(acme)
 			defer func() {
 				g.tls.acme.Store(nil)
-				acme.stop()
+				acme.Stop()
 			}()
 		}
 		start(ls.TLS, g, true, g.tlsConfig(cfg))
@@ -155,7 +157,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			h = g.plainHandler(ls.TLS.Addr().String())
 		}
 		if acme != nil {
-			h = acme.httpHandler(h)
+			h = acme.HTTPHandler(h)
 		}
 		start(ls.Plain, h, true, nil)
 		g.log.Info().Str("listen", ls.Plain.Addr().String()).Msg("listening (ws://)")
@@ -164,7 +166,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 		// After the listeners serve, so certmagic finds their ports taken.
 		// Before the admin listener, so /readyz knows from its first
 		// answer which certificates are in storage.
-		acme.manage(acmeHosts(cfg, g.tls.certs.Load()))
+		acme.Manage(certs.Hosts(cfg, g.tls.certs.Load()))
 	}
 	trimCtx, stopTrim := context.WithCancel(context.Background())
 	defer stopTrim()
@@ -180,7 +182,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	// SPEC "Graceful shutdown": the listeners stay open through the drain,
+	// docs/relay.md "Graceful shutdown": the listeners stay open through the drain,
 	// new handshakes are answered 503 with Connection: close (ServeHTTP),
 	// /readyz says 503, and no connection is kept alive for another
 	// request.
@@ -206,7 +208,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 
 // After shutdown_grace, how long the cut sessions get to unwind, and how
 // long requests still being answered get once the listeners close. Both
-// together stay well inside the SPEC's shutdown_grace + 2 s for the exit.
+// together stay well inside the documented shutdown_grace + 2 s for the exit.
 const (
 	cutWait         = 500 * time.Millisecond
 	serverCloseWait = 500 * time.Millisecond
@@ -229,7 +231,7 @@ func (g *Gateway) counted(h http.Handler, n *atomic.Int64) http.Handler {
 	})
 }
 
-// Shutdown drains the gateway (SPEC "Graceful shutdown"): new handshakes
+// Shutdown drains the gateway (docs/relay.md "Graceful shutdown"): new handshakes
 // get 503, every session is sent shutdown_close_code (client) and 1001
 // (upstream), spread over close_spread, and Shutdown waits for their close
 // handshakes up to shutdown_grace. Sessions still open then are cut: both
@@ -299,7 +301,7 @@ wait:
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/drain", g.drainHandler)
-	mux.Handle("/metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -322,7 +324,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		var lines []string
 		ready := true
 		if m := g.tls.acme.Load(); m != nil {
-			lines, ready = m.status()
+			lines, ready = m.Status()
 		}
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -5,102 +5,20 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 
 	"wsgate/handshake"
+	"wsgate/internal/certs"
 	"wsgate/internal/config"
 )
 
-// certSet is the static certificates of a config, looked up by SNI name.
-type certSet struct {
-	exact map[string]*tls.Certificate
-	wild  map[string]*tls.Certificate // by the suffix after "*."
-	first *tls.Certificate            // for clients that send no SNI
-}
-
-// loadCertificates reads tls.certificates. SIGHUP calls it again, so renewed
-// files take effect without a restart.
-func loadCertificates(files []config.CertFile) (*certSet, error) {
-	cs := &certSet{exact: map[string]*tls.Certificate{}, wild: map[string]*tls.Certificate{}}
-	for _, f := range files {
-		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %s: %w", f.Cert, err)
-		}
-		cert := &c
-		if cs.first == nil {
-			cs.first = cert
-		}
-		names := f.DNSNames
-		if len(names) == 0 && c.Leaf != nil {
-			names = c.Leaf.DNSNames
-		}
-		for _, n := range names {
-			n = strings.ToLower(strings.TrimSuffix(n, "."))
-			if suffix, ok := strings.CutPrefix(n, "*."); ok {
-				if _, dup := cs.wild[suffix]; !dup {
-					cs.wild[suffix] = cert
-				}
-			} else if _, dup := cs.exact[n]; !dup {
-				cs.exact[n] = cert
-			}
-		}
-		if c.Leaf != nil {
-			for _, ip := range c.Leaf.IPAddresses {
-				if _, dup := cs.exact[ip.String()]; !dup {
-					cs.exact[ip.String()] = cert
-				}
-			}
-		}
-	}
-	return cs, nil
-}
-
-// get returns the certificate for an SNI name: an exact name first, then a
-// wildcard covering exactly one label in front of its suffix (RFC 6125 §6.4.3).
-func (cs *certSet) get(name string) *tls.Certificate {
-	if cs == nil {
-		return nil
-	}
-	if name == "" {
-		return cs.first
-	}
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	if c := cs.exact[name]; c != nil {
-		return c
-	}
-	if _, suffix, ok := strings.Cut(name, "."); ok {
-		return cs.wild[suffix]
-	}
-	return nil
-}
-
-// forHello returns the certificate for a ClientHello. A client that dialled
-// an IP address sends no SNI (RFC 6066 §3 allows no IP literals in it); it
-// gets the certificate for the address it reached, if one covers it, else
-// the first one.
-func (cs *certSet) forHello(hello *tls.ClientHelloInfo) *tls.Certificate {
-	if cs == nil {
-		return nil
-	}
-	if hello.ServerName == "" && hello.Conn != nil {
-		if ap, err := netip.ParseAddrPort(hello.Conn.LocalAddr().String()); err == nil {
-			if c := cs.exact[ap.Addr().Unmap().WithZone("").String()]; c != nil {
-				return c
-			}
-		}
-	}
-	return cs.get(hello.ServerName)
-}
-
 // tlsState is what the TLS listener serves; swapped whole on reload.
 type tlsState struct {
-	certs atomic.Pointer[certSet]
-	acme  atomic.Pointer[acmeManager] // nil without tls.acme, or outside Serve
+	certs atomic.Pointer[certs.Set]
+	acme  atomic.Pointer[certs.ACME] // nil without tls.acme, or outside Serve
 	// challenges turns ACME challenge types off; set before Serve (tests).
-	challenges acmeChallenges
+	challenges certs.Challenges
 }
 
 // tlsConfig builds the TLS listener's config: static certificates by SNI,
@@ -114,23 +32,23 @@ func (g *Gateway) tlsConfig(cfg *config.Config) *tls.Config {
 	}
 	protos := []string{"http/1.1"}
 	if cfg.TLS.ACME != nil {
-		protos = append(protos, acmeTLS1)
+		protos = append(protos, certs.ALPNProto)
 	}
 	return &tls.Config{
 		MinVersion: minVersion,
 		NextProtos: protos,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			m := g.tls.acme.Load()
-			if m != nil && isACMEChallenge(hello) {
-				return m.magic.GetCertificate(hello)
+			if m != nil && certs.IsChallenge(hello) {
+				return m.GetCertificate(hello)
 			}
-			if c := g.tls.certs.Load().forHello(hello); c != nil {
+			if c := g.tls.certs.Load().ForHello(hello); c != nil {
 				return c, nil
 			}
 			// certmagic sees only the names it manages: an unknown
 			// server name must never lead to a request to the CA.
-			if name := strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")); m != nil && m.manages(name) {
-				return m.magic.GetCertificate(hello)
+			if name := strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")); m != nil && m.Manages(name) {
+				return m.GetCertificate(hello)
 			}
 			return nil, fmt.Errorf("no certificate for server name %q", hello.ServerName)
 		},
@@ -144,7 +62,7 @@ func (g *Gateway) plainHandler(tlsAddr string) http.Handler {
 	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isUpgrade(r) {
-			// No route is a 404 as on any listener (SPEC: the route check
+			// No route is a 404 as on any listener (docs/relay.md: the route check
 			// comes first); a route without allow_plain gets 403.
 			snap := g.snap.Load()
 			i, ok := snap.router.Match(r.Host, r.URL.Path)
@@ -189,3 +107,24 @@ func isUpgrade(r *http.Request) bool {
 	}
 	return false
 }
+
+// reloadACME brings the managed names in line with a reloaded config
+// (SIGHUP): hosts of new routes are loaded or obtained, hosts no route has
+// any more are dropped. Reload calls it once the new static certificates
+// are in place, since they decide which names ACME must cover. A changed
+// tls.acme block itself (CA, account, storage) needs a restart.
+func (g *Gateway) reloadACME(cfg *config.Config) {
+	m := g.tls.acme.Load()
+	if m == nil {
+		if cfg.TLS.ACME != nil && g.tlsOn() {
+			g.log.Warn().Msg("reload: tls.acme was added; it takes effect only after a restart")
+		}
+		return
+	}
+	if cfg.TLS.ACME == nil || *cfg.TLS.ACME != m.Config() {
+		g.log.Warn().Msg("reload: tls.acme changed; the running CA, account and storage stay until a restart")
+	}
+	m.Manage(certs.Hosts(cfg, g.tls.certs.Load()))
+}
+
+// stop ends certmagic's retries, renewals and maintenance.

@@ -1,7 +1,7 @@
 package proxy
 
-// End-to-end tests of TLS termination (SPEC "Config": server.tls_listen,
-// tls.certificates, tls.min_version, allow_plain, upstream_tls; SPEC
+// End-to-end tests of TLS termination (docs/operations.md "Config files and validation": server.tls_listen,
+// tls.certificates, tls.min_version, allow_plain, upstream_tls; docs/
 // "Automatic HTTPS" for how the TLS listener is built). Every certificate
 // is made here, by a test CA, in t.TempDir().
 
@@ -614,7 +614,7 @@ func TestTLSPlainListener(t *testing.T) {
 		}
 	})
 
-	// SPEC handshake table: "no route" comes first, on every listener.
+	// docs/handshake.md "Order of checks": "no route" comes first, on every listener.
 	t.Run("no route", func(t *testing.T) {
 		resp, body := tlsPlainExchange(t, gw.PlainAddr, tlsUpgradeReq("a.test", "/nowhere"))
 		if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "no route") {

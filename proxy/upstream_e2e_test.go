@@ -1,7 +1,7 @@
 package proxy
 
-// End-to-end tests of the upstream side of the opening handshake (SPEC "The
-// opening handshake", second table and the paragraph before it): what the
+// End-to-end tests of the upstream side of the opening handshake (docs/handshake.md
+// "Upstream outcomes"): what the
 // upstream receives, and what the client is told about each way the upstream
 // can answer.
 

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command compare runs wsbench's scenarios against wsgate, nginx, HAProxy,
 // Caddy and no proxy at all ("direct"), in interleaved order, and writes
 // BENCHMARKS.md and a chart. bench/compare.sh builds it and runs it; see

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The gateway at its open-file limit and with many sessions (issue 12):
@@ -31,8 +33,8 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/listen"
 	"wsgate/internal/procfs"
-	"wsgate/proxy"
 )
 
 // rawKey is the Sec-WebSocket-Key of every raw handshake (RFC 6455 §1.3's
@@ -261,7 +263,7 @@ func TestStartWarnsOpenFileLimit(t *testing.T) {
 	}
 	l := lines[0]
 	want := map[string]any{"level": "warn", "event": "open_file_limit", "open_files_limit": float64(lim.Cur), "open_files_hard_limit": float64(lim.Max),
-		"max_connections": float64(50000000), "sessions_capacity": float64(proxy.SessionCapacity(lim.Cur))}
+		"max_connections": float64(50000000), "sessions_capacity": float64(listen.SessionCapacity(lim.Cur))}
 	for k, v := range want {
 		if l[k] != v {
 			t.Errorf("warning field %s = %v, want %v", k, l[k], v)
@@ -464,7 +466,7 @@ func TestAtTheOpenFileLimit(t *testing.T) {
 		t.Errorf("%d out_of_fds lines for the upstream dial, want 1 to %d", dial, bound)
 	}
 	if rejected != 1+more {
-		t.Errorf("%d rejection lines for the 503s, want %d (one per rejected handshake, SPEC)", rejected, 1+more)
+		t.Errorf("%d rejection lines for the 503s, want %d (one per rejected handshake, docs/operations.md)", rejected, 1+more)
 	}
 	out := p.out.String()
 	if strings.Contains(out, "Accept error") || strings.Contains(out, "panic") {
@@ -615,7 +617,7 @@ func TestNineThousandSessions(t *testing.T) {
 	admin := p.logged(t, "admin listening")
 	pid := p.cmd.Process.Pid
 	var glim unix.Rlimit
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &glim); err == nil && proxy.SessionCapacity(glim.Cur) < n {
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &glim); err == nil && listen.SessionCapacity(glim.Cur) < n {
 		t.Skipf("the gateway's open-file limit %d cannot hold %d sessions", glim.Cur, n)
 	}
 	rss0 := procfs.RSSKiB([]int{pid})

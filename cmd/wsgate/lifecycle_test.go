@@ -1,6 +1,8 @@
+//go:build linux
+
 package main
 
-// End-to-end tests of the lifecycle (issue 9; SPEC "Graceful shutdown",
+// End-to-end tests of the lifecycle (issue 9; docs/relay.md "Graceful shutdown",
 // "Reload without dropping sessions"): the real binary, driven by SIGTERM,
 // SIGHUP and POST /drain, with its clients and its upstreams in this
 // process. Timings are small (close_spread 1s, shutdown_grace 3s) and every

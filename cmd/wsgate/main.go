@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wsgate/internal/config"
+	"wsgate/internal/listen"
 	"wsgate/proxy"
 )
 
@@ -106,7 +107,7 @@ func serve(cfg *config.Config, path string, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn().Str("config", path).Msg(w)
 	}
-	proxy.WarnOpenFileLimit(log, cfg.Server.MaxConnections)
+	listen.WarnOpenFileLimit(log, cfg.Server.MaxConnections)
 	g, err := proxy.New(cfg, log)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
@@ -120,7 +121,7 @@ func serve(cfg *config.Config, path string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go func() {
-		// A second signal exits at once (SPEC "Graceful shutdown"). Listen
+		// A second signal exits at once (docs/relay.md "Graceful shutdown"). Listen
 		// for it before stop() drops the first handler: in between, a
 		// signal would take its default action.
 		<-ctx.Done()
@@ -130,7 +131,7 @@ func serve(cfg *config.Config, path string, stderr io.Writer) int {
 		grace := cfg.Server.ShutdownGrace // server: is never reloaded
 		log.Info().Dur("shutdown_grace", grace).Msg("signal: draining; a second signal exits at once")
 		// The drain ends by shutdown_grace and Serve returns within about
-		// a second of it; should anything hang past that, the SPEC's
+		// a second of it; should anything hang past that, docs/'s
 		// bound (exit by shutdown_grace + 2s) still holds.
 		overrun := time.NewTimer(grace + overrunMargin)
 		select {
@@ -138,12 +139,12 @@ func serve(cfg *config.Config, path string, stderr io.Writer) int {
 			log.Warn().Msg("second signal: exiting now")
 			os.Exit(1)
 		case <-overrun.C:
-			// Still a graceful shutdown by the SPEC's clock: exit 0.
+			// Still a graceful shutdown by the documented clock: exit 0.
 			log.Error().Dur("after", grace+overrunMargin).Msg("shutdown overran shutdown_grace: exiting now")
 			os.Exit(0)
 		}
 	}()
-	// SIGHUP reloads the config (SPEC "Reload without dropping sessions"):
+	// SIGHUP reloads the config (docs/relay.md "Reload and drain"):
 	// parsed and validated off to the side; a config that fails is logged
 	// and the one in force stays.
 	go func() {
@@ -171,7 +172,7 @@ func serve(cfg *config.Config, path string, stderr io.Writer) int {
 }
 
 // overrunMargin is how long after shutdown_grace the process exits even if
-// the drain has not returned: inside the SPEC's 2 s, with room for the exit.
+// the drain has not returned: inside the documented 2 s, with room for the exit.
 const overrunMargin = 1500 * time.Millisecond
 
 func versionString() string {

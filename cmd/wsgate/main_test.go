@@ -1,6 +1,8 @@
+//go:build linux
+
 package main
 
-// End-to-end tests of the wsgate binary (SPEC "CLI"; README "Quick start"):
+// End-to-end tests of the wsgate binary (docs/operations.md "Command line"; README "Quick start"):
 // the binary is built once and run as a user would run it.
 
 import (

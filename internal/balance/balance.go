@@ -57,7 +57,7 @@ func (b Balance) String() string {
 // per unit of weight.
 const MaxWeight = 256
 
-// Passive health (SPEC "The opening handshake": a failed dial "marks that
+// Passive health (docs/handshake.md: a failed dial "marks that
 // upstream down for a short back-off"): the first failure backs off for
 // backoffMin, each further consecutive failure doubles it, up to backoffMax:
 // 1s, 2s, 4s, 8s, 16s, 30s, 30s …
@@ -115,7 +115,7 @@ func (b *Backend) Up(now time.Time) bool {
 	return !b.drained.Load() && now.UnixNano() >= b.downUntil.Load()
 }
 
-// SetDrained takes b out of the rotation (admin drain, SPEC "Reload without
+// SetDrained takes b out of the rotation (admin drain, docs/relay.md "Reload without
 // dropping sessions") or puts it back. A drained upstream is never a
 // candidate, not even when every other one is down.
 func (b *Backend) SetDrained(drained bool) { b.drained.Store(drained) }
@@ -220,8 +220,8 @@ func (p *Pool) Balance() Balance { return p.balance }
 func (p *Pool) Backends() []*Backend { return slices.Clone(p.backends) }
 
 // Candidates appends to dst[:0] up to n distinct backends to try, in order,
-// for one handshake (the gateway tries at most 3, SPEC "The opening
-// handshake") and returns it; it does not allocate when dst has room for n.
+// for one handshake (the gateway tries at most 3, docs/handshake.md
+// "Dialling the upstream") and returns it; it does not allocate when dst has room for n.
 //
 // First come the backends that are up: the balancer's choice, then the
 // balancer's next choices (round_robin: the following distinct backends of

@@ -41,7 +41,7 @@ func firstPick(t *testing.T, p *Pool, client string, now time.Time) *Backend {
 
 func TestPoolParseBalance(t *testing.T) {
 	t.Parallel()
-	// SPEC "Config": "balance: round_robin # round_robin | least_conn | ip_hash".
+	// docs/operations.md "Config files and validation": "balance: round_robin # round_robin | least_conn | ip_hash".
 	tests := []struct {
 		in   string
 		want Balance
@@ -166,7 +166,7 @@ func TestPoolCandidatesOrder(t *testing.T) {
 
 func cmpBackendKey(a, b *Backend) int { return strings.Compare(a.Key, b.Key) }
 
-// TestPoolPassiveHealth: SPEC "The opening handshake": "A failed upstream dial
+// TestPoolPassiveHealth: docs/handshake.md: "A failed upstream dial
 // is retried on the next upstream of the route before answering 502, and
 // marks that upstream down for a short back-off (passive health)."
 func TestPoolPassiveHealth(t *testing.T) {
@@ -271,7 +271,7 @@ func TestPoolAllDown(t *testing.T) {
 	}
 }
 
-// TestPoolDrained: a drained upstream "leaves the rotation" (SPEC "Reload
+// TestPoolDrained: a drained upstream "leaves the rotation" (docs/relay.md "Reload
 // without dropping sessions") and is never returned, not even as a last
 // resort.
 func TestPoolDrained(t *testing.T) {

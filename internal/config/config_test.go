@@ -192,14 +192,14 @@ func TestConfigExample(t *testing.T) {
 		t.Errorf("server listeners = %q %q %q", cfg.Server.Listen, cfg.Server.TLSListen, cfg.Server.AdminListen)
 	}
 	if !reflect.DeepEqual(cfg.Server, specServerDefaults(":8080", "127.0.0.1:9090")) {
-		t.Errorf("server block differs from the SPEC defaults:\n got %+v", cfg.Server)
+		t.Errorf("server block differs from the documented defaults (docs/operations.md):\n got %+v", cfg.Server)
 	}
 	demo := cfg.RouteByName("demo")
 	if demo == nil || demo.Path != "/echo" || len(demo.Upstreams) != 1 || demo.Upstreams[0].Builtin != "echo" || demo.Upstreams[0].URL != nil {
 		t.Fatalf("demo route = %+v", demo)
 	}
 	if !reflect.DeepEqual(demo.Settings, specSettingsDefaults()) {
-		t.Errorf("demo settings differ from the SPEC defaults:\n got %+v\nwant %+v", demo.Settings, specSettingsDefaults())
+		t.Errorf("demo settings differ from the documented defaults (docs/operations.md):\n got %+v\nwant %+v", demo.Settings, specSettingsDefaults())
 	}
 	app := cfg.RouteByName("app")
 	if app == nil || app.Path != "/ws" || len(app.Upstreams) != 1 || app.Upstreams[0].URL.String() != "ws://127.0.0.1:9001" {
@@ -225,7 +225,7 @@ func TestConfigExample(t *testing.T) {
 	}
 }
 
-// specServerDefaults and specSettingsDefaults spell out the SPEC's built-in
+// specServerDefaults and specSettingsDefaults spell out the documented built-in
 // defaults literally, so a changed default in the code fails a test.
 func specServerDefaults(listen, admin string) ServerConfig {
 	return ServerConfig{

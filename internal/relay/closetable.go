@@ -2,7 +2,7 @@ package relay
 
 import "wsgate/frame"
 
-// Why a session ended, as the access log says it (SPEC "Observability").
+// Why a session ended, as the access log says it (docs/operations.md).
 const (
 	whyNormal        = "normal"
 	whyProtocolError = "protocol_error"
@@ -17,7 +17,7 @@ const (
 	whyTruncated     = "truncated"
 )
 
-// event is a way a session can end: one row of the SPEC's close-translation
+// event is a way a session can end: one row of the docs/relay.md close-translation
 // table. Relayed Close frames (a peer's own close handshake) are not events:
 // they are passed through as they are.
 type event uint8
@@ -51,7 +51,7 @@ const (
 	codeShut    frame.CloseCode = 2 // placeholder: server.shutdown_close_code
 )
 
-// closeTable mirrors the SPEC's close-translation table row by row.
+// closeTable mirrors the the close-translation table (docs/relay.md) row by row.
 var closeTable = [...]closeRule{
 	evClientProtocol:   {frame.CloseProtocolError, frame.CloseGoingAway, whyProtocolError, "client protocol error"},
 	evClientBadData:    {frame.CloseInvalidPayload, frame.CloseGoingAway, whyBadData, "client sent invalid UTF-8"},

@@ -97,7 +97,7 @@ func (s *Session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 	var pos int64
 	for pos < h.Length {
 		// The first chunk is at most smallFrame, as for a whole small
-		// frame: a violation in it still gets dst a clean Close (SPEC:
+		// frame: a violation in it still gets dst a clean Close (docs/:
 		// only a leg past its first 16 KiB is truncated).
 		chunk := int64(len(buf) - room)
 		if first {

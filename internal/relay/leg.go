@@ -125,7 +125,7 @@ func (l *leg) writeLocked(b []byte, timeout time.Duration, now time.Time) error 
 
 // writeChunk writes a chunk of a streamed frame (up to streamChunk bytes).
 // write_timeout bounds how long l takes no data at all, as it does for a
-// small frame (SPEC: a peer that does not take a write within
+// small frame (docs/relay.md: a peer that does not take a write within
 // write_timeout is gone; a slow reader slows its sender): not how long l
 // takes to read the whole chunk, which a reader that is slow but reading
 // may need longer for. So the write runs under short deadlines, and gives

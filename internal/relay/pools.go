@@ -9,7 +9,7 @@ import (
 )
 
 // smallFrame is the largest frame validated whole before it is forwarded
-// (SPEC "The relay"): a violation inside it can still be answered with a
+// (docs/relay.md): a violation inside it can still be answered with a
 // clean close on the other side. Larger frames stream through.
 const smallFrame = 16 << 10
 

@@ -64,7 +64,7 @@ func (s *Session) pump(src, dst *leg) (parked bool) {
 				if !src.sentClose.Load() {
 					s.violation(src, err)
 				}
-				// Linger (SPEC "Close translation"): step over the payload
+				// Linger (docs/relay.md "Close translation"): step over the payload
 				// and look for the peer's Close, even if it goes on sending
 				// bad frames after ours. Closing with its data unread would
 				// make the kernel answer with a RST that can destroy the
@@ -242,7 +242,7 @@ func (s *Session) awaitClose(src *leg, h frame.Header) bool {
 	src.recvCode, src.recvWhy = code, string(reason)
 	src.recvClose.Store(true)
 	// If the other side started this close handshake, this is the reply it
-	// waits for: relay it (SPEC: "relays the upstream's Close reply").
+	// waits for: relay it (docs/relay.md: "relays the upstream's Close reply").
 	s.emu.Lock()
 	if src.side == SideUpstream && s.owed != 0 {
 		// The upstream answered the 1001 of a client's protocol error:

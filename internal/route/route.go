@@ -26,7 +26,7 @@ type Key struct {
 
 // Router picks the route for a handshake from its Host header and URL path.
 //
-// Precedence (SPEC "Config", routes): an exact host beats a wildcard host,
+// Precedence (docs/operations.md "Config files and validation", routes): an exact host beats a wildcard host,
 // which beats routes without a host; among wildcards the longest suffix wins
 // ("*.eu.example.com" before "*.example.com"). Within that host, the longest
 // path prefix that matches on a segment boundary wins.

@@ -45,7 +45,7 @@ func TestRouterMatch(t *testing.T) {
 		name, host, path string
 		want             int
 	}{
-		// SPEC "Config", routes: "exact host > wildcard host > no host".
+		// docs/operations.md "Config files and validation", routes: "exact host > wildcard host > no host".
 		{"exact host", "chat.example.com", "/ws", 4},
 		{"wildcard host", "other.example.com", "/ws", 6},
 		{"no host", "unknown.test", "/ws", 1},
@@ -116,7 +116,7 @@ func TestRouterMatch(t *testing.T) {
 
 // TestRouterFallback: when the best host has no route for the path, the next
 // class is tried (exact -> wildcard, most specific first -> no host), and
-// without a host-less route the answer is 404 (SPEC "The opening handshake":
+// without a host-less route the answer is 404 (docs/handshake.md:
 // "no route for host+path | 404").
 func TestRouterFallback(t *testing.T) {
 	t.Parallel()
@@ -163,7 +163,7 @@ func TestNewRouterErrors(t *testing.T) {
 		keys []Key
 		want string // substring of the error
 	}{
-		// SPEC "Config", routes: "the same host+path twice is a config error".
+		// docs/operations.md "Config files and validation", routes: "the same host+path twice is a config error".
 		{"duplicate", []Key{{Host: "a.test", Path: "/ws", Index: 3}, {Host: "a.test", Path: "/ws", Index: 7}}, "route 7: host \"a.test\" path \"/ws\" is the same as route 3"},
 		{"duplicate after case and dot", []Key{{Host: "a.test", Path: "/ws"}, {Host: "A.Test.", Path: "/ws", Index: 1}}, "same as route 0"},
 		{"duplicate no host", []Key{{Path: "/"}, {Path: "/", Index: 1}}, "same as route 0"},
@@ -274,7 +274,7 @@ func TestRouterStripPrefix(t *testing.T) {
 	}
 }
 
-// TestRouterJoinPath: SPEC "The opening handshake": "The upstream request path is
+// TestRouterJoinPath: docs/handshake.md: "The upstream request path is
 // the upstream URL's path joined with the request path (the route prefix
 // removed if strip_prefix)".
 func TestRouterJoinPath(t *testing.T) {

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package proxy
+package listen
 
 // openFileLimit: no RLIMIT_NOFILE to read.
 func openFileLimit() (soft, hard uint64, ok bool) { return 0, 0, false }

@@ -1,7 +1,7 @@
-package proxy
+package listen
 
 // The WebSocket listeners' defences against slow and oversized handshakes
-// (SPEC "The opening handshake", first paragraph; issue 7), and the PROXY
+// (docs/handshake.md "At the listener"), and the PROXY
 // protocol:
 //
 //   - server.proxy_protocol: every connection must open with a PROXY v1 or v2
@@ -20,7 +20,7 @@ package proxy
 //     until it is upgraded (hijacked) or closed; over the cap, it is closed
 //     at once. Peers in trusted_proxies are not counted: their clients are
 //     only known from the request's headers.
-//   - server.max_header_bytes: see httpMaxHeaderBytes.
+//   - server.max_header_bytes: see HTTPMaxHeaderBytes.
 //
 // Closed connections are logged and counted with route="": status 408 for a
 // timed-out handshake and 429 for max_pending_per_ip (nothing is sent on the
@@ -41,37 +41,52 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+	"github.com/rs/zerolog"
 
 	"wsgate/internal/config"
 	"wsgate/ratelimit"
 )
 
-// httpHeaderSlop is what net/http adds to http.Server.MaxHeaderBytes before
+// HTTPHeaderSlop is what net/http adds to http.Server.MaxHeaderBytes before
 // it answers 431: its limit is on the bytes read for the request head,
 // MaxHeaderBytes + 4096 ("bufio slop", net/http's initialReadLimitSize).
-const httpHeaderSlop = 4096
+const HTTPHeaderSlop = 4096
 
-// httpMaxHeaderBytes is the http.Server.MaxHeaderBytes that makes net/http
+// HTTPMaxHeaderBytes is the http.Server.MaxHeaderBytes that makes net/http
 // answer 431 for a request head (request line, headers, blank line) of more
 // than max bytes. net/http cannot go below 4097; a smaller max is checked by
 // the gateway's handler (ServeHTTP), from the parsed request.
-func httpMaxHeaderBytes(limit config.Size) int {
-	return int(max(int64(limit)-httpHeaderSlop, 1))
+func HTTPMaxHeaderBytes(limit config.Size) int {
+	return int(max(int64(limit)-HTTPHeaderSlop, 1))
 }
 
-// limitListener wraps a WebSocket listener (plain or TLS: for TLS, it sits
-// under the TLS layer) with the PROXY protocol, handshake_timeout and
+// Gate is what one gateway's listeners share: the count of unfinished
+// handshakes per address, the log, the rejection callback and the
+// rate-limited "out of file descriptors" lines. Its zero value is not
+// usable: set Log and Rejected.
+type Gate struct {
+	Log zerolog.Logger
+	// Rejected logs and counts a connection refused before any route was
+	// matched (route="").
+	Rejected func(client netip.Addr, peer string, status int, reason string)
+	// Pending counts unfinished handshakes per address (max_pending_per_ip).
+	Pending ratelimit.Counter
+	fdLog   fdAlarms
+}
+
+// Wrap wraps a WebSocket listener (plain or TLS: for TLS, it sits under the
+// TLS layer) with the PROXY protocol, handshake_timeout and
 // max_pending_per_ip, and its accept with a back-off for when the process is
-// out of descriptors (pacedListener). The http.Server serving it must use
-// g.connState.
-func (g *Gateway) limitListener(ln net.Listener, srv config.ServerConfig) net.Listener {
-	return &gateListener{Listener: g.pacedListener(ln), g: g, proxy: srv.ProxyProtocol, timeout: srv.HandshakeTimeout,
+// out of descriptors (Paced). The http.Server serving it must use
+// ConnState.
+func (g *Gate) Wrap(ln net.Listener, srv config.ServerConfig) net.Listener {
+	return &gateListener{Listener: g.paced(ln), g: g, proxy: srv.ProxyProtocol, timeout: srv.HandshakeTimeout,
 		maxPending: srv.MaxPendingPerIP, trusted: srv.TrustedProxies}
 }
 
 type gateListener struct {
 	net.Listener
-	g          *Gateway
+	g          *Gate
 	proxy      bool
 	timeout    time.Duration
 	maxPending int
@@ -92,7 +107,7 @@ func (l *gateListener) Accept() (net.Conn, error) {
 			c.Conn = proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REQUIRE),
 				proxyproto.SetReadHeaderTimeout(l.timeout))
 		} else {
-			if !c.admit(addrOf(raw.RemoteAddr())) {
+			if !c.admit(AddrOf(raw.RemoteAddr())) {
 				raw.Close()
 				continue
 			}
@@ -141,11 +156,11 @@ func (c *gateConn) admit(client netip.Addr) bool {
 	c.client = client
 	c.mu.Unlock()
 	l := c.l
-	if l.maxPending <= 0 || !client.IsValid() || trusted(client, l.trusted) {
+	if l.maxPending <= 0 || !client.IsValid() || Trusted(client, l.trusted) {
 		return true
 	}
 	key := ratelimit.Key(client)
-	if !l.g.pending.Acquire(key, l.maxPending) {
+	if !l.g.Pending.Acquire(key, l.maxPending) {
 		c.rejected(client, 429, "too many unfinished handshakes from this address (max_pending_per_ip): connection closed")
 		return false
 	}
@@ -161,13 +176,13 @@ func (c *gateConn) resolve() error {
 		pc := c.Conn.(*proxyproto.Conn)
 		// A zero-length read runs the header parser and consumes nothing.
 		if _, err := pc.Read(nil); err != nil {
-			c.l.g.log.Warn().Str("event", "proxy_protocol").Str("peer", c.raw.RemoteAddr().String()).Err(err).
+			c.l.g.Log.Warn().Str("event", "proxy_protocol").Str("peer", c.raw.RemoteAddr().String()).Err(err).
 				Msg("missing or invalid PROXY protocol header: connection closed")
 			c.err = io.EOF
 		} else {
-			client := addrOf(c.raw.RemoteAddr())
+			client := AddrOf(c.raw.RemoteAddr())
 			if h := pc.ProxyHeader(); h != nil && !h.Command.IsLocal() {
-				if a := addrOf(pc.RemoteAddr()); a.IsValid() {
+				if a := AddrOf(pc.RemoteAddr()); a.IsValid() {
 					client = a
 				}
 			}
@@ -256,7 +271,7 @@ func (c *gateConn) finish() {
 	}
 	if c.counted {
 		c.counted = false
-		c.l.g.pending.Release(c.key)
+		c.l.g.Pending.Release(c.key)
 	}
 }
 
@@ -270,7 +285,7 @@ func (c *gateConn) expire() {
 	c.phase = phaseDone
 	if c.counted {
 		c.counted = false
-		c.l.g.pending.Release(c.key)
+		c.l.g.Pending.Release(c.key)
 	}
 	client := c.client
 	c.mu.Unlock()
@@ -281,15 +296,7 @@ func (c *gateConn) expire() {
 // rejected logs and counts a handshake refused before any route was
 // matched (route="").
 func (c *gateConn) rejected(client netip.Addr, status int, reason string) {
-	g := c.l.g
-	g.metrics.rejected.WithLabelValues("", strconv.Itoa(status)).Inc()
-	cl := ""
-	if client.IsValid() {
-		cl = client.String()
-	}
-	g.log.Info().Str("event", "rejected").Str("route", "").Str("client", cl).
-		Str("peer", c.raw.RemoteAddr().String()).Int("status", status).Str("reason", reason).
-		Msg("handshake rejected")
+	c.l.g.Rejected(client, c.raw.RemoteAddr().String(), status, reason)
 }
 
 // Write is the connection's Write. Before the upgrade it also notices the
@@ -346,8 +353,8 @@ func httpRefusal(b []byte) (status int, reason string, ok bool) {
 
 var _ net.Conn = (*gateConn)(nil)
 
-// connState is the WebSocket servers' http.Server.ConnState hook.
-func (g *Gateway) connState(nc net.Conn, st http.ConnState) {
+// ConnState is the WebSocket servers' http.Server.ConnState hook.
+func ConnState(nc net.Conn, st http.ConnState) {
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
 	}
@@ -368,8 +375,8 @@ func (g *Gateway) connState(nc net.Conn, st http.ConnState) {
 	}
 }
 
-// addrOf is the IP address of a TCP address, or the zero Addr.
-func addrOf(a net.Addr) netip.Addr {
+// AddrOf is the IP address of a TCP address, or the zero Addr.
+func AddrOf(a net.Addr) netip.Addr {
 	if ta, ok := a.(*net.TCPAddr); ok {
 		ip, _ := netip.AddrFromSlice(ta.IP)
 		return ip.Unmap()
@@ -382,4 +389,14 @@ func addrOf(a net.Addr) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
+}
+
+// Trusted reports whether a is in one of proxies (server.trusted_proxies).
+func Trusted(a netip.Addr, proxies []netip.Prefix) bool {
+	for _, p := range proxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

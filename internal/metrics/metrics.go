@@ -1,4 +1,13 @@
-package proxy
+// Package metrics holds the gateway's Prometheus metrics (docs/operations.md
+// "Metrics").
+//
+// The relay never touches a metric per frame: each session keeps its own
+// tallies, and the collector adds the live sessions' tallies to the totals
+// of finished ones when /metrics is scraped. What the collector needs from
+// the gateway at scrape time (the routes in force and their upstreams'
+// state) comes through a Source callback, so this package imports relay for
+// the sessions' tallies and nothing of the gateway.
+package metrics
 
 import (
 	"strconv"
@@ -12,26 +21,25 @@ import (
 
 // Directions of relayed traffic, as metric label values.
 const (
-	dirClientToUpstream = "client_to_upstream"
-	dirUpstreamToClient = "upstream_to_client"
+	DirClientToUpstream = "client_to_upstream"
+	DirUpstreamToClient = "upstream_to_client"
 )
 
-// metrics are the gateway's Prometheus metrics (SPEC "Observability").
-//
-// The relay never touches a metric per frame: each session keeps its own
+// Metrics are one gateway's Prometheus metrics. Each session keeps its own
 // tallies (atomics written only by the pump that reads the leg), and the
 // collector adds the live sessions' tallies to the totals of finished ones
 // when /metrics is scraped. A session leaves the live set and enters the
 // totals in one step under mu, so a scrape never misses it nor counts it
 // twice, and the counters never go backwards. Label values are bounded:
 // route names and configured upstreams (plus HTTP statuses and close
-// codes, at most maxAppCloseCodes of them chosen by peers).
-type metrics struct {
-	reg         *prometheus.Registry
-	rejected    *prometheus.CounterVec   // route, status
-	dial        *prometheus.HistogramVec // route
+// codes, at most MaxAppCloseCodes of them chosen by peers).
+type Metrics struct {
+	Registry    *prometheus.Registry
+	Rejected    *prometheus.CounterVec   // route, status
+	Dial        *prometheus.HistogramVec // route
 	closes      *prometheus.CounterVec   // route, side, code
-	rateLimited *prometheus.CounterVec   // route, kind
+	RateLimited *prometheus.CounterVec   // route, kind
+	src         Source
 
 	mu     sync.Mutex
 	routes map[string]*routeStats // by route name; never removed (bounded by the names ever configured)
@@ -39,7 +47,7 @@ type metrics struct {
 	// not hash its labels again: bounded like the series themselves.
 	closeSeries map[closeKey]prometheus.Counter
 	// appCodes are the application close codes that have a label of their
-	// own (see maxAppCloseCodes).
+	// own (see MaxAppCloseCodes).
 	appCodes map[int]struct{}
 }
 
@@ -58,34 +66,52 @@ type routeStats struct {
 	live            map[*relay.Session]struct{}
 }
 
-func newMetrics(g *Gateway) *metrics {
-	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+// Route is a route of the config in force, as a scrape sees it.
+type Route struct {
+	Name      string
+	Upstreams []Upstream
+}
+
+// Upstream is one of a route's upstreams: its configured URL and whether it
+// is in rotation.
+type Upstream struct {
+	Key string
+	Up  bool
+}
+
+// Source returns the routes of the config in force, at scrape time.
+type Source func(now time.Time) []Route
+
+// New returns the metrics of a gateway whose routes src reports.
+func New(src Source) *Metrics {
+	m := &Metrics{
+		src:      src,
+		Registry: prometheus.NewRegistry(),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wsgate_handshake_rejected_total", Help: "Handshakes answered with an HTTP error instead of 101, by route (\"\" when no route matched or the connection was refused before routing) and status.",
 		}, []string{"route", "status"}),
-		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "wsgate_upstream_dial_seconds", Help: "Time to dial and handshake with an upstream, per attempt (failed ones too), by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wsgate_close_total", Help: "Session legs ended, by route, the leg the gateway sent the Close frame on (client or upstream), and its code (\"none\" when the leg ended without one; \"other\" for application codes 3000-4999 past the first 64 distinct ones).",
 		}, []string{"route", "side", "code"}),
-		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wsgate_rate_limited_total", Help: "Rate-limit hits, by route and kind (handshakes, connections_per_ip, messages, messages_per_ip, bytes, frames).",
 		}, []string{"route", "kind"}),
 		routes:      make(map[string]*routeStats),
 		closeSeries: make(map[closeKey]prometheus.Counter),
 		appCodes:    make(map[int]struct{}),
 	}
-	m.reg.MustRegister(m.rejected, m.dial, m.closes, m.rateLimited,
-		&liveCollector{g: g},
+	m.Registry.MustRegister(m.Rejected, m.Dial, m.closes, m.RateLimited,
+		&liveCollector{m: m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // route returns route's stats; the caller holds mu.
-func (m *metrics) route(name string) *routeStats {
+func (m *Metrics) route(name string) *routeStats {
 	r := m.routes[name]
 	if r == nil {
 		r = &routeStats{live: make(map[*relay.Session]struct{})}
@@ -94,8 +120,8 @@ func (m *metrics) route(name string) *routeStats {
 	return r
 }
 
-// sessionStarted counts s (the client got its 101) and makes it live.
-func (m *metrics) sessionStarted(s *relay.Session) {
+// SessionStarted counts s (the client got its 101) and makes it live.
+func (m *Metrics) SessionStarted(s *relay.Session) {
 	m.mu.Lock()
 	r := m.route(s.Route)
 	r.sessions++
@@ -103,9 +129,9 @@ func (m *metrics) sessionStarted(s *relay.Session) {
 	m.mu.Unlock()
 }
 
-// sessionEnded folds a finished session into its route's totals. Its pumps
+// SessionEnded folds a finished session into its route's totals. Its pumps
 // are done: nothing writes its tallies or close fields any more.
-func (m *metrics) sessionEnded(s *relay.Session) {
+func (m *Metrics) SessionEnded(s *relay.Session) {
 	m.mu.Lock()
 	r := m.route(s.Route)
 	delete(r.live, s)
@@ -118,14 +144,14 @@ func (m *metrics) sessionEnded(s *relay.Session) {
 
 // closeCounter returns the close_total series of a finished leg; the caller
 // holds mu.
-func (m *metrics) closeCounter(s *relay.Session, side relay.Side) prometheus.Counter {
+func (m *Metrics) closeCounter(s *relay.Session, side relay.Side) prometheus.Counter {
 	route := s.Route
 	k := closeKey{route: route, side: side, code: -1}
 	if code, _, ok := s.CloseSent(side); ok {
 		k.code = int(code)
 		if isAppCode(k.code) {
 			if _, seen := m.appCodes[k.code]; !seen {
-				if len(m.appCodes) >= maxAppCloseCodes {
+				if len(m.appCodes) >= MaxAppCloseCodes {
 					k.code = otherCode
 				} else {
 					m.appCodes[k.code] = struct{}{}
@@ -141,13 +167,13 @@ func (m *metrics) closeCounter(s *relay.Session, side relay.Side) prometheus.Cou
 	return c
 }
 
-// maxAppCloseCodes bounds the close_total series that application codes
+// MaxAppCloseCodes bounds the close_total series that application codes
 // (3000-4999, RFC 6455 §7.4.2) make: peers choose them, so without a bound a
 // client cycling through all 2,000 would add 2,000 series per route and side.
-// The first maxAppCloseCodes distinct ones the gateway relays get their own
+// The first MaxAppCloseCodes distinct ones the gateway relays get their own
 // label; later ones are counted under code="other". Codes 1000-2999 need no
 // bound: the relay passes only the few that RFC 6455 and IANA define.
-const maxAppCloseCodes = 64
+const MaxAppCloseCodes = 64
 
 // otherCode is the closeKey code of the "other" series.
 const otherCode = -2
@@ -156,7 +182,7 @@ func isAppCode(c int) bool { return c >= 3000 && c <= 4999 }
 
 // closeCodeLabel is the close_total code label of a closeKey code: the Close
 // frame the gateway got onto the wire (1005 for one without a code), "none"
-// when the leg ended without one, or "other" (see maxAppCloseCodes).
+// when the leg ended without one, or "other" (see MaxAppCloseCodes).
 func closeCodeLabel(code int) string {
 	switch code {
 	case -1:
@@ -177,7 +203,7 @@ var (
 
 // liveCollector reports the metrics that are read off the live state at
 // scrape time.
-type liveCollector struct{ g *Gateway }
+type liveCollector struct{ m *Metrics }
 
 func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSessions
@@ -188,8 +214,8 @@ func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
-	g := c.g
-	m := g.metrics
+	m := c.m
+	routes := m.src(time.Now())
 	type acc struct {
 		routeStats
 		live []*relay.Session
@@ -205,9 +231,8 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	// Routes of the config in force always appear, with zeros, so that
 	// rate() and absent() work from a route's first session.
-	snap := g.snap.Load()
-	for _, r := range snap.routes {
-		get(r.cfg.Name)
+	for _, r := range routes {
+		get(r.Name)
 	}
 	// Under mu, only a consistent cut: the totals and which sessions are
 	// live. Their tallies are read after, without holding up sessions that
@@ -230,19 +255,18 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, a.sessions, route)
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(len(a.live)), route)
-		for i, dir := range [2]string{dirClientToUpstream, dirUpstreamToClient} {
+		for i, dir := range [2]string{DirClientToUpstream, DirUpstreamToClient} {
 			ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, a.messages[i], route, dir)
 			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, a.bytes[i], route, dir)
 		}
 	}
-	now := time.Now()
-	for _, r := range snap.routes {
-		for _, b := range r.pool.Backends() {
+	for _, r := range routes {
+		for _, u := range r.Upstreams {
 			v := 0.0
-			if b.Up(now) {
+			if u.Up {
 				v = 1
 			}
-			ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, v, r.cfg.Name, b.Key)
+			ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, v, r.Name, u.Key)
 		}
 	}
 }
@@ -255,4 +279,16 @@ func addTallies(m, b *[2]float64, s *relay.Session) {
 	m[1] += float64(um)
 	b[0] += float64(cb)
 	b[1] += float64(ub)
+}
+
+// EachLive calls f for every live session (under the metrics' lock: f must
+// not start or end sessions).
+func (m *Metrics) EachLive(f func(s *relay.Session)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.routes {
+		for s := range r.live {
+			f(s)
+		}
+	}
 }

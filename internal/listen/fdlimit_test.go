@@ -1,4 +1,4 @@
-package proxy
+package listen
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wsgate/internal/testutil"
 
 	"github.com/rs/zerolog"
 )
@@ -55,7 +56,7 @@ func TestWarnOpenFileLimit(t *testing.T) {
 	if !ok {
 		t.Skip("no RLIMIT_NOFILE here")
 	}
-	var buf syncBuffer
+	var buf testutil.LogBuffer
 	WarnOpenFileLimit(zerolog.New(&buf), 0)
 	lines := buf.Lines(`"level":"warn"`, `"event":"open_file_limit"`)
 	capacity := SessionCapacity(soft)
@@ -65,7 +66,7 @@ func TestWarnOpenFileLimit(t *testing.T) {
 		t.Errorf("unlimited max_connections: logged %q, want one warning with %q", buf.String(), want)
 	}
 	if capacity > 0 {
-		buf = syncBuffer{}
+		buf = testutil.LogBuffer{}
 		WarnOpenFileLimit(zerolog.New(&buf), int(capacity))
 		if buf.String() != "" {
 			t.Errorf("max_connections %d fits the limit %d, but logged %q", capacity, soft, buf.String())
@@ -136,13 +137,13 @@ func (l *emfileListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127,
 // connection that comes next; Close ends a wait at once.
 func TestPacedListenerBacksOff(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
-	g := &Gateway{log: zerolog.New(&logs)}
+	var logs testutil.LogBuffer
+	g := &Gate{Log: zerolog.New(&logs)}
 	c1, c2 := net.Pipe()
 	defer c1.Close()
 	defer c2.Close()
 	inner := &emfileListener{fails: 6, conn: c1}
-	ln := g.pacedListener(inner)
+	ln := g.paced(inner)
 	t0 := time.Now()
 	c, err := ln.Accept()
 	took := time.Since(t0)
@@ -162,7 +163,7 @@ func TestPacedListenerBacksOff(t *testing.T) {
 
 	// Failing for ever: the back-off reaches 1s; Close ends it at once.
 	inner = &emfileListener{fails: 1 << 62}
-	ln = g.pacedListener(inner)
+	ln = g.paced(inner)
 	done := make(chan error, 1)
 	go func() {
 		_, err := ln.Accept()

@@ -1,6 +1,6 @@
-package proxy
+package certs
 
-// Automatic HTTPS (SPEC "Automatic HTTPS"): certmagic obtains, renews and
+// Automatic HTTPS (docs/operations.md "Automatic HTTPS (ACME)"): certmagic obtains, renews and
 // stores a certificate for every exact route host that no static
 // certificate covers. The gateway keeps its own listeners: certmagic's
 // challenge solvers are pointed at their ports (AltHTTPPort,
@@ -38,18 +38,18 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// acmeTLS1 is the ALPN protocol of TLS-ALPN-01 challenge handshakes
+// ALPNProto is the ALPN protocol of TLS-ALPN-01 challenge handshakes
 // (RFC 8737 §6.2).
-const acmeTLS1 = "acme-tls/1"
+const ALPNProto = "acme-tls/1"
 
-// acmeChallenges turns challenge types off. Both are on in production (the
+// Challenges turns challenge types off. Both are on in production (the
 // CA picks); tests turn one off to prove the other.
-type acmeChallenges struct {
-	noHTTP01, noTLSALPN01 bool
+type Challenges struct {
+	NoHTTP01, NoTLSALPN01 bool
 }
 
-// acmeManager runs certmagic for one Serve of a gateway with tls.acme.
-type acmeManager struct {
+// ACME runs certmagic for one Serve of a gateway with tls.acme.
+type ACME struct {
 	cfg    config.ACMEConfig // as started; a reload cannot change it
 	log    zerolog.Logger
 	cache  *certmagic.Cache
@@ -68,15 +68,15 @@ type acmeManager struct {
 // acmeHost is what /readyz reports about one managed name.
 type acmeHost struct {
 	// stored: a usable certificate was in storage when management began,
-	// so readiness waits until it is loaded (SPEC "Observability").
+	// so readiness waits until it is loaded (docs/operations.md).
 	stored  bool
 	lastErr string // the CA's last error, until a certificate arrives
 }
 
-// newACMEManager builds certmagic's cache, config and ACME issuer for a,
+// NewACME builds certmagic's cache, config and ACME issuer for a,
 // with challenges answered on the gateway's own listener ports.
-func newACMEManager(a *config.ACMEConfig, plain, tlsLn net.Addr, ch acmeChallenges, log zerolog.Logger) (*acmeManager, error) {
-	m := &acmeManager{cfg: *a, log: log, hosts: map[string]*acmeHost{}}
+func NewACME(a *config.ACMEConfig, plain, tlsLn net.Addr, ch Challenges, log zerolog.Logger) (*ACME, error) {
+	m := &ACME{cfg: *a, log: log, hosts: map[string]*acmeHost{}}
 	m.names.Store(&map[string]bool{})
 	zl := zap.New(zerologCore{log: log.With().Str("component", "certmagic").Logger()})
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
@@ -94,8 +94,8 @@ func newACMEManager(a *config.ACMEConfig, plain, tlsLn net.Addr, ch acmeChalleng
 		CA:                      a.CA,
 		Email:                   a.Email,
 		Agreed:                  a.AgreeTerms, // always true: the config requires it
-		DisableHTTPChallenge:    ch.noHTTP01 || plain == nil,
-		DisableTLSALPNChallenge: ch.noTLSALPN01 || tlsLn == nil,
+		DisableHTTPChallenge:    ch.NoHTTP01 || plain == nil,
+		DisableTLSALPNChallenge: ch.NoTLSALPN01 || tlsLn == nil,
 		Logger:                  zl,
 	}
 	if a.CARoot != "" {
@@ -143,10 +143,10 @@ func splitAddr(a net.Addr) (string, int) {
 	return host, p
 }
 
-// acmeHosts are the names certmagic manages for cfg: every exact route host
+// Hosts are the names certmagic manages for cfg: every exact route host
 // that is not an IP address and that no static certificate covers (static
 // certificates win; wildcard hosts need DNS-01 and are never managed).
-func acmeHosts(cfg *config.Config, static *certSet) []string {
+func Hosts(cfg *config.Config, static *Set) []string {
 	var out []string
 	for _, r := range cfg.Routes {
 		h := r.Host
@@ -156,7 +156,7 @@ func acmeHosts(cfg *config.Config, static *certSet) []string {
 		if _, err := netip.ParseAddr(h); err == nil {
 			continue
 		}
-		if static.get(h) != nil || slices.Contains(out, h) {
+		if static.Get(h) != nil || slices.Contains(out, h) {
 			continue
 		}
 		out = append(out, h)
@@ -168,7 +168,7 @@ func acmeHosts(cfg *config.Config, static *certSet) []string {
 // manage makes hosts the managed set: new names are loaded from storage or
 // obtained in the background (ManageAsync: the gateway serves while the CA
 // is slow), names no longer configured are dropped from the cache.
-func (m *acmeManager) manage(hosts []string) {
+func (m *ACME) Manage(hosts []string) {
 	m.mu.Lock()
 	var added []string
 	for _, h := range hosts {
@@ -206,7 +206,7 @@ func (m *acmeManager) manage(hosts []string) {
 // host: a certificate and key that make a pair, and their metadata. Only
 // those hold up readiness: a host whose stored files are broken waits for a
 // new certificate like a new host.
-func (m *acmeManager) usableInStorage(host string) bool {
+func (m *ACME) usableInStorage(host string) bool {
 	key := m.issuer.IssuerKey()
 	load := func(k string) []byte {
 		b, err := m.magic.Storage.Load(m.ctx, k)
@@ -232,45 +232,25 @@ func (m *acmeManager) usableInStorage(host string) bool {
 	return true
 }
 
-// reloadACME brings the managed names in line with a reloaded config
-// (SIGHUP): hosts of new routes are loaded or obtained, hosts no route has
-// any more are dropped. Reload calls it once the new static certificates
-// are in place, since they decide which names ACME must cover. A changed
-// tls.acme block itself (CA, account, storage) needs a restart.
-func (g *Gateway) reloadACME(cfg *config.Config) {
-	m := g.tls.acme.Load()
-	if m == nil {
-		if cfg.TLS.ACME != nil && g.tlsOn() {
-			g.log.Warn().Msg("reload: tls.acme was added; it takes effect only after a restart")
-		}
-		return
-	}
-	if cfg.TLS.ACME == nil || *cfg.TLS.ACME != m.cfg {
-		g.log.Warn().Msg("reload: tls.acme changed; the running CA, account and storage stay until a restart")
-	}
-	m.manage(acmeHosts(cfg, g.tls.certs.Load()))
-}
-
-// stop ends certmagic's retries, renewals and maintenance.
-func (m *acmeManager) stop() {
+func (m *ACME) Stop() {
 	m.cancel()
 	m.cache.Stop()
 }
 
 // manages reports whether name (lower case) is a managed host.
-func (m *acmeManager) manages(name string) bool {
+func (m *ACME) Manages(name string) bool {
 	return (*m.names.Load())[name]
 }
 
-// isACMEChallenge reports whether hello is a TLS-ALPN-01 validation
+// IsChallenge reports whether hello is a TLS-ALPN-01 validation
 // handshake: RFC 8737 §3 has it offer "acme-tls/1" alone, with SNI.
-func isACMEChallenge(hello *tls.ClientHelloInfo) bool {
-	return hello.ServerName != "" && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmeTLS1
+func IsChallenge(hello *tls.ClientHelloInfo) bool {
+	return hello.ServerName != "" && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ALPNProto
 }
 
 // status lists the managed hosts for /readyz; ready is false while a
 // certificate that was in storage is not loaded yet.
-func (m *acmeManager) status() (lines []string, ready bool) {
+func (m *ACME) Status() (lines []string, ready bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ready = true
@@ -299,7 +279,7 @@ func (m *acmeManager) status() (lines []string, ready bool) {
 // onEvent logs certmagic's issuance, renewal and failures (the zap bridge
 // keeps certmagic's own lines at debug, so these are the ones operators
 // see) and remembers the CA's last error per host for /readyz.
-func (m *acmeManager) onEvent(_ context.Context, event string, data map[string]any) error {
+func (m *ACME) onEvent(_ context.Context, event string, data map[string]any) error {
 	host, _ := data["identifier"].(string)
 	renewal, _ := data["renewal"].(bool)
 	switch event {
@@ -332,7 +312,7 @@ func (m *acmeManager) onEvent(_ context.Context, event string, data map[string]a
 	return nil
 }
 
-func (m *acmeManager) setErr(host, msg string) {
+func (m *ACME) setErr(host, msg string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if st := m.hosts[host]; st != nil {
@@ -342,7 +322,7 @@ func (m *acmeManager) setErr(host, msg string) {
 
 // httpHandler wraps h, the plain listener's handler, so that it answers
 // HTTP-01 challenges (RFC 8555 §8.3) before anything else.
-func (m *acmeManager) httpHandler(h http.Handler) http.Handler {
+func (m *ACME) HTTPHandler(h http.Handler) http.Handler {
 	return m.issuer.HTTPChallengeHandler(h)
 }
 
@@ -400,3 +380,27 @@ func (c zerologCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (zerologCore) Sync() error { return nil }
+
+// Config is the tls.acme block the manager was started with.
+func (m *ACME) Config() config.ACMEConfig { return m.cfg }
+
+// GetCertificate answers a TLS handshake for a name the manager manages (or
+// a TLS-ALPN-01 challenge).
+func (m *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return m.magic.GetCertificate(hello)
+}
+
+// Issuer is the manager's ACME issuer (its CA and challenge settings).
+func (m *ACME) Issuer() *certmagic.ACMEIssuer { return m.issuer }
+
+// Magic is the manager's certmagic config (its storage and cache).
+func (m *ACME) Magic() *certmagic.Config { return m.magic }
+
+// Track adds host to what /readyz reports, as management of it would, and
+// looks for a usable certificate in storage (tests put one there).
+func (m *ACME) Track(host string) {
+	stored := m.usableInStorage(host)
+	m.mu.Lock()
+	m.hosts[host] = &acmeHost{stored: stored}
+	m.mu.Unlock()
+}

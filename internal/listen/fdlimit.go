@@ -1,4 +1,4 @@
-package proxy
+package listen
 
 // Running out of file descriptors (issue 12). A session holds two
 // descriptors (the client's connection and the upstream's), so the
@@ -15,7 +15,7 @@ package proxy
 //   - both are logged at most once per fdLogEvery, with the count of the
 //     repeats in between (fdAlarm): at the limit they happen constantly.
 //
-// Nothing is counted in a new metric: the SPEC fixes the metric names. The
+// Nothing is counted in a new metric: docs/operations.md "Metrics" fixes the metric names. The
 // dial failures are in wsgate_handshake_rejected_total{status="503"}, and
 // the process collector's process_open_fds and process_max_fds show how
 // close the process is to its limit.
@@ -88,9 +88,9 @@ func WarnOpenFileLimit(log zerolog.Logger, maxConns int) {
 	}
 }
 
-// outOfFDs reports whether err says the process (EMFILE) or the system
+// OutOfFDs reports whether err says the process (EMFILE) or the system
 // (ENFILE) has no descriptor left.
-func outOfFDs(err error) bool {
+func OutOfFDs(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
@@ -122,26 +122,26 @@ type fdAlarms struct {
 }
 
 // acceptOutOfFDs logs (rate-limited) that ln's accept found no descriptor.
-func (g *Gateway) acceptOutOfFDs(ln net.Listener, err error, backoff time.Duration) {
+func (g *Gate) acceptOutOfFDs(ln net.Listener, err error, backoff time.Duration) {
 	ok, n := g.fdLog.accept.fire(time.Now())
 	if !ok {
 		return
 	}
 	soft, _, _ := openFileLimit()
-	g.log.Warn().Str("event", "out_of_fds").Str("where", "accept").Str("listen", ln.Addr().String()).Err(err).
+	g.Log.Warn().Str("event", "out_of_fds").Str("where", "accept").Str("listen", ln.Addr().String()).Err(err).
 		Uint64("open_files_limit", soft).Dur("retry_in", backoff).Int64("suppressed", n).Dur("interval", fdLogEvery).
 		Msg("out of file descriptors: new connections wait in the backlog until sessions end (suppressed: repeats since the last such line)")
 }
 
-// dialOutOfFDs logs (rate-limited) that an upstream dial of route found no
+// DialOutOfFDs logs (rate-limited) that an upstream dial of route found no
 // descriptor; the handshake is answered 503.
-func (g *Gateway) dialOutOfFDs(route string, err error) {
+func (g *Gate) DialOutOfFDs(route string, err error) {
 	ok, n := g.fdLog.dial.fire(time.Now())
 	if !ok {
 		return
 	}
 	soft, _, _ := openFileLimit()
-	g.log.Warn().Str("event", "out_of_fds").Str("where", "upstream_dial").Str("route", route).Err(err).
+	g.Log.Warn().Str("event", "out_of_fds").Str("where", "upstream_dial").Str("route", route).Err(err).
 		Uint64("open_files_limit", soft).Int64("suppressed", n).Dur("interval", fdLogEvery).
 		Msg("out of file descriptors: handshakes answered 503 until sessions end (suppressed: repeats since the last such line)")
 }
@@ -153,12 +153,16 @@ func (g *Gateway) dialOutOfFDs(route string, err error) {
 // wait at once.
 type pacedListener struct {
 	net.Listener
-	g      *Gateway
+	g      *Gate
 	closed chan struct{}
 	once   sync.Once
 }
 
-func (g *Gateway) pacedListener(ln net.Listener) *pacedListener {
+// Paced wraps ln's Accept with the back-off for when the process is out of
+// descriptors (the admin listener takes it alone).
+func (g *Gate) Paced(ln net.Listener) net.Listener { return g.paced(ln) }
+
+func (g *Gate) paced(ln net.Listener) *pacedListener {
 	return &pacedListener{Listener: ln, g: g, closed: make(chan struct{})}
 }
 
@@ -166,7 +170,7 @@ func (l *pacedListener) Accept() (net.Conn, error) {
 	var delay time.Duration // reset by every accepted connection: each call starts afresh
 	for {
 		c, err := l.Listener.Accept()
-		if err == nil || !outOfFDs(err) {
+		if err == nil || !OutOfFDs(err) {
 			return c, err
 		}
 		delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)

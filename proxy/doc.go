@@ -1,0 +1,26 @@
+// Package proxy is the gateway: New builds one from a loaded config, Serve
+// runs it on its listeners until its context ends (then shuts down
+// gracefully), Reload swaps in a new config without dropping sessions.
+//
+// What happens to a connection, package by package:
+//
+//   - internal/listen accepts it (PROXY protocol, handshake_timeout,
+//     max_pending_per_ip, file-descriptor back-off); net/http reads the
+//     request; certs supplies the certificate on the TLS listener.
+//   - ServeHTTP (gateway.go) answers the opening handshake: internal/route
+//     picks the route, the handshake checks and limits run in the order of
+//     docs/handshake.md "Order of checks", internal/balance orders the
+//     upstreams, the upstream handshake is made (forward.go builds its
+//     headers), and only then the client gets its 101.
+//   - internal/relay then owns both connections until the session ends;
+//     the gateway keeps a registry of live sessions for shutdown, reload,
+//     drain and internal/metrics.
+//
+// Provisioning a config snapshot into runtime objects (routes, pools,
+// dialers, relay settings) happens in buildSnapshot; rate-limit state that
+// must outlive a reload is adopted route by route (limits.go). serve.go
+// holds the listeners, shutdown and the admin endpoints; reload.go holds
+// reload and drain.
+//
+// proxy imports every internal package; none of them imports proxy.
+package proxy
