@@ -116,10 +116,7 @@ func buildSnapshot(cfg *config.Config) (*snapshot, error) {
 }
 
 func buildRoute(cfg *config.Config, r *config.Route) (*routeState, error) {
-	bal, err := balance.ParseBalance(r.Balance)
-	if err != nil {
-		return nil, err
-	}
+	bal := policyOf(r.Balance)
 	rs := &routeState{cfg: r, configOf: make(map[*balance.Backend]*config.Upstream)}
 	var backends []*balance.Backend
 	for i := range r.Upstreams {
@@ -577,4 +574,15 @@ func (g *Gateway) metricRoutes(now time.Time) []metrics.Route {
 		out = append(out, r)
 	}
 	return out
+}
+
+// policyOf is the pool policy of a route's `balance`.
+func policyOf(b config.Balance) balance.Balance {
+	switch b {
+	case config.LeastConn:
+		return balance.LeastConn
+	case config.IPHash:
+		return balance.IPHash
+	}
+	return balance.RoundRobin
 }

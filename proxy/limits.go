@@ -109,7 +109,7 @@ func (g *Gateway) limitsFor(snap *snapshot, rs *routeState) *routeLimits {
 	name := rs.cfg.Name
 	cfg := rs.cfg.Settings.RateLimit
 	prev := reg.m[name]
-	rl := &routeLimits{cfg: cfg, throttle: cfg.OnExceed == "throttle", conns: &ratelimit.Counter{}}
+	rl := &routeLimits{cfg: cfg, throttle: cfg.OnExceed == config.OnExceedThrottle, conns: &ratelimit.Counter{}}
 	if prev != nil {
 		rl.conns = prev.conns
 	}

@@ -26,10 +26,7 @@ type tlsState struct {
 // HTTP/1.1 Upgrade; RFC 8441's WebSockets over h2 is not offered in this
 // version), plus "acme-tls/1" for TLS-ALPN-01 challenges with tls.acme.
 func (g *Gateway) tlsConfig(cfg *config.Config) *tls.Config {
-	minVersion := uint16(tls.VersionTLS12)
-	if cfg.TLS.MinVersion == "1.3" {
-		minVersion = tls.VersionTLS13
-	}
+	minVersion := cfg.TLS.MinVersion.Version()
 	protos := []string{"http/1.1"}
 	if cfg.TLS.ACME != nil {
 		protos = append(protos, certs.ALPNProto)

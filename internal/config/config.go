@@ -28,9 +28,9 @@ const (
 	DefaultListen             = ":8080"
 	DefaultACMECA             = "https://acme-v02.api.letsencrypt.org/directory"
 	DefaultACMEStorage        = "./wsgate-data/certs"
-	DefaultTLSMinVersion      = "1.2"
-	DefaultBalance            = "round_robin"
-	DefaultOnExceed           = "close"
+	DefaultTLSMinVersion      = TLS12
+	DefaultBalance            = RoundRobin
+	DefaultOnExceed           = OnExceedClose
 	minFrameBytes        Size = 125 // control frames carry up to 125 bytes (RFC 6455 §5.5)
 )
 
@@ -72,7 +72,7 @@ type ServerConfig struct {
 type TLSConfig struct {
 	ACME         *ACMEConfig // nil = no ACME
 	Certificates []CertFile
-	MinVersion   string // "1.2" or "1.3"
+	MinVersion   TLSVersion
 }
 
 // ACMEConfig is `tls.acme`. AgreeTerms is always true in a loaded config:
@@ -168,7 +168,7 @@ type RateLimits struct {
 	MessagesPerIP    *Rate // summed over the sessions of one address
 	Bytes            *Rate // per session, client -> upstream; tokens are bytes
 	Frames           *Rate // per session, every frame client -> upstream
-	OnExceed         string
+	OnExceed         OnExceed
 }
 
 // Route is one entry of `routes`.
@@ -180,7 +180,7 @@ type Route struct {
 	Path         string // starts with "/"; default "/"
 	StripPrefix  bool
 	Upstreams    []Upstream
-	Balance      string // round_robin | least_conn | ip_hash
+	Balance      Balance
 	UpstreamTLS  UpstreamTLS
 	Subprotocols []string
 	// SetHeaders are sent toward the upstream, replacing any client value.

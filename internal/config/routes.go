@@ -121,7 +121,7 @@ func (p *parser) route(v val, defaults settingsLayer) *Route {
 			r.Upstreams = p.upstreams(f.v)
 		case "balance":
 			if s, ok := p.oneOf(f.v, "round_robin", "least_conn", "ip_hash"); ok {
-				r.Balance = s
+				r.Balance = Balance(s)
 			}
 		case "upstream_tls":
 			p.accept(f.v)

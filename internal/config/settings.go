@@ -49,7 +49,7 @@ type settingsLayer struct {
 	handshakes, messages, messagesPerIP          opt[rateSpec]
 	bytes, frames                                opt[rateSpec]
 	connsPerIP                                   opt[int]
-	onExceed                                     opt[string]
+	onExceed                                     opt[OnExceed]
 }
 
 // over returns l with base underneath: l's set fields win, key by key, also
@@ -165,7 +165,7 @@ func (p *parser) rateLimit(v val, l *settingsLayer) {
 			}
 		case "on_exceed":
 			if s, ok := p.oneOf(f.v, "close", "throttle"); ok {
-				l.onExceed.put(s)
+				l.onExceed.put(OnExceed(s))
 			}
 		}
 	}

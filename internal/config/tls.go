@@ -44,7 +44,7 @@ func (p *parser) tlsBlock(v val, t *TLSConfig) {
 					p.errf(f.v.line, f.v.key, "%q is not supported: use \"1.2\" or \"1.3\"", clip(s))
 					continue
 				}
-				t.MinVersion = s
+				t.MinVersion = TLSVersion(s)
 			}
 		}
 	}
