@@ -16,11 +16,14 @@
 //     the gateway keeps a registry of live sessions for shutdown, reload,
 //     drain and internal/metrics.
 //
-// Provisioning a config snapshot into runtime objects (routes, pools,
-// dialers, relay settings) happens in buildSnapshot; rate-limit state that
-// must outlive a reload is adopted route by route (limits.go). serve.go
-// holds the listeners, shutdown and the admin endpoints; reload.go holds
-// reload and drain.
+// A config becomes runtime objects in two steps: buildSnapshot makes the
+// routes, pools, dialers and relay settings from the config alone, and
+// provision (limits.go) gives them what must outlive a reload — surviving
+// upstreams' Backends and unchanged rate-limit state — at start and at
+// every reload. serve.go holds the listeners, shutdown and the admin
+// endpoints; reload.go holds reload and drain. The gateway has no
+// package-level mutable state: two gateways in one process share nothing
+// but the relay's buffer pools.
 //
 // proxy imports every internal package; none of them imports proxy.
 package proxy

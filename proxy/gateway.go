@@ -47,12 +47,16 @@ type Gateway struct {
 	// slots counts open sessions plus handshakes that passed the
 	// max_connections check and are dialling: reserved before the dial, so
 	// that concurrent handshakes cannot overshoot the cap.
-	slots    atomic.Int64
-	limits   limitRegistry // per-route limiter state, across reloads
-	draining atomic.Bool
-	tls      tlsState
-	metrics  *metrics.Metrics
-	gate     listen.Gate // what the listeners share (unfinished handshakes, fd alarms)
+	slots atomic.Int64
+	// lifecycle serialises Reload and the admin drain: a drain that ran
+	// half-way through a reload could mark an upstream of the snapshot
+	// being replaced, or have its mark cleared by the reload right after.
+	lifecycle sync.Mutex
+	limits    limitRegistry // per-route limiter state, across reloads
+	draining  atomic.Bool
+	tls       tlsState
+	metrics   *metrics.Metrics
+	gate      listen.Gate // what the listeners share (unfinished handshakes, fd alarms)
 	// hooks lets tests widen race windows in the relay (session.go
 	// relayHooks); nil in production.
 	hooks atomic.Pointer[relay.Hooks]
@@ -75,7 +79,7 @@ type routeState struct {
 	dialer   *handshake.Dialer
 	echo     *handshake.Dialer // for builtin:echo upstreams
 	session  relay.Config
-	limits   atomic.Pointer[routeLimits] // set on first use (limitsFor)
+	limits   *routeLimits // set by provision
 }
 
 // New builds a gateway for cfg.
@@ -92,6 +96,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.provision(snap, nil)
 	g.snap.Store(snap)
 	return g, nil
 }
@@ -202,7 +207,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and X-Forwarded-For carry; limits key IPv6 by its /64.
 	client := clientAddr(r, snap.cfg.Server.TrustedProxies)
 	key := ratelimit.Key(client)
-	rl := g.limitsFor(snap, rs)
+	rl := rs.limits
 	if rl.handshakes != nil {
 		if ok, retry := rl.handshakes.AllowN(key, time.Now(), 1); !ok {
 			rl.hits.handshakes.Inc()

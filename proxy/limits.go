@@ -82,33 +82,47 @@ func (h *limitHit) Inc() {
 	h.c.Inc()
 }
 
-// limitRegistry holds the routeLimits of every route by name, so that a new
-// config snapshot picks up the state of the old one. (A snapshot's
-// routeState caches its routeLimits; the registry is consulted once per
-// routeState.)
+// limitRegistry holds the routeLimits of every route of the config in
+// force by name, so that a new config snapshot picks up the state of the
+// old one (provision).
 type limitRegistry struct {
 	mu sync.Mutex
 	m  map[string]*routeLimits
 }
 
-// limitsFor returns rs's limiter state, adopting the previous snapshot's
-// where the limits are unchanged.
-func (g *Gateway) limitsFor(snap *snapshot, rs *routeState) *routeLimits {
-	if rl := rs.limits.Load(); rl != nil {
-		return rl
-	}
+// provision gives the routes of snap, a snapshot about to be swapped in,
+// what must outlive a reload, from prev (nil at start): each surviving
+// upstream's Backend (active sessions for least_conn, passive health; a
+// reload puts drained upstreams back), and each route's limiter state
+// where its limits are unchanged. It is the one place where a config
+// snapshot becomes the runtime objects handshakes use; routes gone from
+// snap are forgotten.
+func (g *Gateway) provision(snap, prev *snapshot) {
 	reg := &g.limits
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
-	if rl := rs.limits.Load(); rl != nil {
-		return rl
-	}
 	if reg.m == nil {
 		reg.m = make(map[string]*routeLimits)
 	}
+	keep := make(map[string]*routeLimits, len(snap.routes))
+	for _, rs := range snap.routes {
+		if prev != nil {
+			if p := prev.route(rs.cfg.Name); p != nil {
+				rs.adopt(p)
+			}
+		}
+		rs.limits = g.newRouteLimits(rs, reg.m[rs.cfg.Name])
+		keep[rs.cfg.Name] = rs.limits
+	}
+	// Sessions that still run on a removed route keep their own pointers.
+	reg.m = keep
+}
+
+// newRouteLimits returns rs's limiter state, taking over prev's (the same
+// route in the config in force) where the limits are unchanged.
+func (g *Gateway) newRouteLimits(rs *routeState, prev *routeLimits) *routeLimits {
 	name := rs.cfg.Name
 	cfg := rs.cfg.Settings.RateLimit
-	prev := reg.m[name]
 	rl := &routeLimits{cfg: cfg, throttle: cfg.OnExceed == config.OnExceedThrottle, conns: &ratelimit.Counter{}}
 	if prev != nil {
 		rl.conns = prev.conns
@@ -122,17 +136,6 @@ func (g *Gateway) limitsFor(snap *snapshot, rs *routeState) *routeLimits {
 		{&rl.hits.perIP, kindMessagesPerIP}, {&rl.hits.bytes, kindBytes}, {&rl.hits.frames, kindFrames}} {
 		h.h.vec, h.h.route, h.h.kind = g.metrics.RateLimited, name, h.kind
 	}
-	reg.m[name] = rl
-	// Forget routes that are gone from the config in force. (Sessions that
-	// still run on them keep their own pointers.)
-	if cur := g.snap.Load(); cur == snap {
-		for n := range reg.m {
-			if snap.route(n) == nil {
-				delete(reg.m, n)
-			}
-		}
-	}
-	rs.limits.Store(rl)
 	return rl
 }
 

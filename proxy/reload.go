@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"wsgate/internal/balance"
@@ -14,11 +13,6 @@ import (
 	"wsgate/internal/config"
 	"wsgate/internal/relay"
 )
-
-// lifecycleMu serialises Reload and the admin drain: a drain that ran
-// half-way through a reload could mark an upstream of the snapshot being
-// replaced, or have its mark cleared by the reload right after.
-var lifecycleMu sync.Mutex
 
 // Reload swaps in a new config (SIGHUP; docs/relay.md "Reload without dropping
 // sessions"). cfg has been loaded and validated off to the side. Sessions
@@ -29,8 +23,8 @@ var lifecycleMu sync.Mutex
 // tls.min_version) keep their old values, with a warning naming them.
 // Static certificate files are read again. On error nothing changed.
 func (g *Gateway) Reload(cfg *config.Config) error {
-	lifecycleMu.Lock()
-	defer lifecycleMu.Unlock()
+	g.lifecycle.Lock()
+	defer g.lifecycle.Unlock()
 	if g.draining.Load() {
 		// The shutdown is closing every session already; a reload could
 		// only race it.
@@ -53,15 +47,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if len(keys) > 0 {
 		g.log.Warn().Strs("keys", keys).Msg("reload: settings that need a restart changed; their old values stay in force")
 	}
-	// Keep each surviving upstream's Backend (active sessions for
-	// least_conn, passive health); a reload puts drained upstreams back.
-	for _, rs := range snap.routes {
-		prev := old.route(rs.cfg.Name)
-		if prev == nil {
-			continue
-		}
-		rs.adopt(prev)
-	}
+	g.provision(snap, old)
 	if static != nil {
 		g.tls.certs.Store(static)
 		g.reloadACME(cfg)
@@ -205,8 +191,8 @@ func (g *Gateway) drainHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "give exactly one of ?route=NAME or ?upstream=URL", http.StatusBadRequest)
 		return
 	}
-	lifecycleMu.Lock()
-	defer lifecycleMu.Unlock()
+	g.lifecycle.Lock()
+	defer g.lifecycle.Unlock()
 	snap := g.snap.Load()
 	found := false
 	if route != "" {
