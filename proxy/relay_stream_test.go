@@ -294,7 +294,11 @@ func (r slowReader) Read(p []byte) (int, error) {
 // in the kernel.
 func TestStreamSlowReader(t *testing.T) {
 	up, ups := rawUpstreamChan(t)
-	gw := startGateway(t, relayYAML(up.URL, "write_timeout", "300ms", "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
+	// write_timeout is 1 s, not less: with the small buffers below, the
+	// client's receive window closes now and then, and TCP's zero-window
+	// probe (200 ms and up) is what reopens it. A shorter timeout made
+	// the test depend on that timing.
+	gw := startGateway(t, relayYAML(up.URL, "write_timeout", "1s", "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
 	c := dialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	if tc, ok := c.conn.(*net.TCPConn); ok {
@@ -313,11 +317,10 @@ func TestStreamSlowReader(t *testing.T) {
 		_, err := u.conn.Write(frame.AppendFrame(nil, u.header(true, frame.OpBinary), payload))
 		sent <- err
 	}()
-	// 256 KiB/s: a 256 KiB chunk takes about 1 s, over three times
-	// write_timeout.
+	// 128 KiB/s: a 256 KiB chunk takes about 2 s, twice write_timeout.
 	_ = c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 	buffered, _ := c.br.Peek(c.br.Buffered())
-	slow := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buffered), slowReader{c: c.conn, rate: 256 << 10}), 4<<10)
+	slow := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buffered), slowReader{c: c.conn, rate: 128 << 10}), 4<<10)
 	start := time.Now()
 	h, err := frame.ReadHeader(slow, frame.Rules{})
 	if err != nil || h.Opcode != frame.OpBinary || h.Length != int64(len(payload)) {
@@ -325,7 +328,7 @@ func TestStreamSlowReader(t *testing.T) {
 	}
 	got := make([]byte, h.Length)
 	if n, err := io.ReadFull(slow, got); err != nil {
-		t.Fatalf("slow client: %v after %d of %d bytes (write_timeout 300ms)", err, n, len(got))
+		t.Fatalf("slow client: %v after %d of %d bytes (write_timeout 1s)", err, n, len(got))
 	}
 	if !bytes.Equal(got, payload) {
 		t.Fatal("slow client: the payload differs")
@@ -334,7 +337,7 @@ func TestStreamSlowReader(t *testing.T) {
 		t.Fatalf("%d bytes after the frame", slow.Buffered())
 	}
 	c.br = bufio.NewReader(c.conn)
-	t.Logf("read %d KiB in %v (write_timeout 300ms)", len(got)>>10, time.Since(start).Round(time.Millisecond))
+	t.Logf("read %d KiB in %v (write_timeout 1s)", len(got)>>10, time.Since(start).Round(time.Millisecond))
 	if err := <-sent; err != nil {
 		t.Fatalf("upstream write: %v", err)
 	}
