@@ -171,6 +171,7 @@ func (g *Gateway) Config() *config.Config { return g.snap.Load().cfg }
 // route, protocol checks, Origin and limits, then the upstream's handshake,
 // and only then the client's 101 and the relay.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	listen.Handled(r.Context()) // every answer from here on is logged here
 	snap := g.snap.Load()
 	// net/http enforces max_header_bytes itself, but never below 4 KiB
 	// (see listen.HTTPMaxHeaderBytes): a smaller configured value is checked here.

@@ -100,8 +100,9 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			srv.Protocols = &p
 			// PROXY protocol, handshake_timeout, max_pending_per_ip and an
 			// exact max_header_bytes (listener.go).
-			ln = g.gate.Wrap(ln, cfg.Server)
+			ln = g.gate.Wrap(ln, cfg.Server, tlsCfg != nil)
 			srv.ConnState = listen.ConnState
+			srv.ConnContext = listen.ConnContext
 			// A backstop only: the listener closes a late request
 			// silently at handshake_timeout, where net/http's own timeout
 			// would answer a partial request line with a 400 first.

@@ -932,3 +932,66 @@ func waitForTLS(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTLSNetHTTPRefusalsLogged: requests net/http refuses by itself on the
+// TLS listener (its answer is encrypted below the gateway) are logged and
+// counted as rejected handshakes too: 400 for a malformed request, 431 for
+// headers over max_header_bytes; the gateway's own answers (404, and a
+// 426 on a keep-alive connection before a malformed request) once each.
+func TestTLSNetHTTPRefusalsLogged(t *testing.T) {
+	t.Parallel()
+	ca := newTLSCA(t, "refusal CA")
+	leaf := ca.leaf(t, "a.test")
+	yaml := strings.Replace(tlsConfigYAML([]*tlsLeaf{leaf}, "", tlsRoute("echo", "/ws", "builtin:echo")),
+		"  close_spread: 0s\n", "  close_spread: 0s\n  max_header_bytes: 8KiB\n", 1)
+	gw := startTLSGateway(t, yaml)
+	exchange := func(reqs ...string) []int {
+		t.Helper()
+		conn, err := gw.tlsDial(&tls.Config{ServerName: "a.test", RootCAs: ca.pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		var statuses []int
+		for _, req := range reqs {
+			if _, err := io.WriteString(conn, req); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%q: %v", firstLineTLS(req), err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses = append(statuses, resp.StatusCode)
+		}
+		return statuses
+	}
+	rejected := func(status string) float64 { return rejectedCount(t, gw.Gateway, status) }
+	if got := exchange("GET /ws HTTP/1.1\r\nHost: a.test\r\nno colon here\r\n\r\n"); got[0] != 400 {
+		t.Fatalf("malformed: status %d, want 400", got[0])
+	}
+	waitForTLS(t, "the 400 to be counted", func() bool { return rejected("400") == 1 })
+	big := "GET /ws HTTP/1.1\r\nHost: a.test\r\nX-Big: " + strings.Repeat("b", 16<<10) + "\r\n\r\n"
+	if got := exchange(big); got[0] != 431 {
+		t.Fatalf("big headers: status %d, want 431", got[0])
+	}
+	waitForTLS(t, "the 431 to be counted", func() bool { return rejected("431") == 1 })
+	// The gateway's own answers, then a malformed request on the same
+	// connection: each counted once.
+	if got := exchange("GET /nowhere HTTP/1.1\r\nHost: a.test\r\n\r\n", "GET /ws HTTP/1.1\r\nHost: a.test\r\n\r\n",
+		"GET /ws HTTP/1.1\r\nHost a.test\r\n\r\n"); got[0] != 404 || got[1] != 426 || got[2] != 400 {
+		t.Fatalf("keep-alive: statuses %v, want [404 426 400]", got)
+	}
+	waitForTLS(t, "the second 400 to be counted", func() bool { return rejected("400") == 2 })
+	if n := rejected("404"); n != 1 {
+		t.Errorf(`rejected{route="",status="404"} = %v, want 1`, n)
+	}
+	if n := len(gw.Logs.Lines(`"event":"rejected"`, `"status":400`, "over TLS")); n != 2 {
+		t.Errorf("%d rejection lines for the 400s over TLS, want 2", n)
+	}
+	if n := len(gw.Logs.Lines(`"event":"rejected"`, `"status":431`)); n != 1 {
+		t.Errorf("%d rejection lines for the 431, want 1", n)
+	}
+}

@@ -28,6 +28,7 @@ package listen
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -79,18 +80,27 @@ type Gate struct {
 // max_pending_per_ip, and its accept with a back-off for when the process is
 // out of descriptors (Paced). The http.Server serving it must use
 // ConnState.
-func (g *Gate) Wrap(ln net.Listener, srv config.ServerConfig) net.Listener {
+//
+// underTLS says the listener sits under TLS: net/http's own answers are
+// then encrypted before they reach the connection, so they are recognised
+// from the connection's life instead (see tlsRefusal), and the http.Server
+// must also use ConnContext so that Handled can mark the requests the
+// gateway's handler answered.
+func (g *Gate) Wrap(ln net.Listener, srv config.ServerConfig, underTLS bool) net.Listener {
 	return &gateListener{Listener: g.paced(ln), g: g, proxy: srv.ProxyProtocol, timeout: srv.HandshakeTimeout,
-		maxPending: srv.MaxPendingPerIP, trusted: srv.TrustedProxies}
+		maxPending: srv.MaxPendingPerIP, trusted: srv.TrustedProxies, tls: underTLS,
+		refusalRead: int64(HTTPMaxHeaderBytes(srv.MaxHeaderBytes)) + HTTPHeaderSlop}
 }
 
 type gateListener struct {
 	net.Listener
-	g          *Gate
-	proxy      bool
-	timeout    time.Duration
-	maxPending int
-	trusted    []netip.Prefix
+	g           *Gate
+	proxy       bool
+	timeout     time.Duration
+	maxPending  int
+	trusted     []netip.Prefix
+	tls         bool  // under TLS: count bytes to recognise net/http's answers
+	refusalRead int64 // read past this in one request: net/http answers 431
 }
 
 func (l *gateListener) Accept() (net.Conn, error) {
@@ -140,6 +150,16 @@ type gateConn struct {
 	upgraded atomic.Bool // hijacked: the session's client connection now
 	once     sync.Once
 	err      error // why the connection was refused (PROXY header, pending)
+
+	// Under TLS only, until the upgrade: bytes read and written, the bytes
+	// read when the current request began (TLS handshake included for the
+	// first) and written when net/http had read it, and whether the
+	// gateway's handler took that request.
+	nread, nwritten     atomic.Int64
+	reqRead, reqWritten int64 // under mu
+	inRequest           bool  // under mu: a request began (StateActive, or StateIdle after an answer)
+	expired             bool  // under mu: handshake_timeout closed it (logged as 408)
+	handled             atomic.Bool
 
 	mu      sync.Mutex
 	phase   connPhase
@@ -206,7 +226,11 @@ func (c *gateConn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if c.l.tls && !c.upgraded.Load() {
+		c.nread.Add(int64(n))
+	}
+	return n, err
 }
 
 // RemoteAddr is the client's address: with the PROXY protocol, the header's
@@ -282,7 +306,7 @@ func (c *gateConn) expire() {
 		c.mu.Unlock()
 		return
 	}
-	c.phase = phaseDone
+	c.phase, c.expired = phaseDone, true
 	if c.counted {
 		c.counted = false
 		c.l.g.Pending.Release(c.key)
@@ -315,7 +339,63 @@ func (c *gateConn) Write(b []byte) (int, error) {
 			}
 		}
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if c.l.tls && !c.upgraded.Load() {
+		c.nwritten.Add(int64(n))
+	}
+	return n, err
+}
+
+// tlsRefusal recognises, when a connection under TLS closes, that net/http
+// answered its last request by itself (a request it could not parse): since
+// the request began (net/http's StateActive for the first request, the end
+// of the previous answer, StateIdle, for the next ones), the gateway's
+// handler took no request and more went out than the close_notify alert
+// that closing sends. The answer itself is encrypted, so its status is
+// inferred: 431 when the request read past max_header_bytes (net/http's
+// limit), else 400 (net/http's 501 and 505, for an unknown transfer coding
+// or HTTP version, are counted as 400 too).
+func (c *gateConn) tlsRefusal() {
+	c.mu.Lock()
+	began, expired, r0, w0, client := c.inRequest, c.expired, c.reqRead, c.reqWritten, c.client
+	c.mu.Unlock()
+	if !began || expired || c.handled.Load() || c.nwritten.Load()-w0 <= closeNotifyMax {
+		return
+	}
+	if c.nread.Load()-r0 >= c.l.refusalRead {
+		c.rejected(client, http.StatusRequestHeaderFieldsTooLarge, "request headers larger than max_header_bytes (over TLS): connection closed")
+		return
+	}
+	c.rejected(client, http.StatusBadRequest, "malformed request (over TLS; net/http answered it): connection closed")
+}
+
+// closeNotifyMax bounds the bytes of a TLS close_notify record (24 in TLS
+// 1.3, 31 in TLS 1.2 with AES-GCM); net/http's shortest answer of its own
+// is over 100 bytes before encryption.
+const closeNotifyMax = 64
+
+// connKey is the context key of ConnContext.
+type connKey struct{}
+
+// ConnContext is the TLS WebSocket server's http.Server.ConnContext hook: it
+// lets Handled find the connection of a request.
+func ConnContext(ctx context.Context, nc net.Conn) context.Context {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if c, ok := nc.(*gateConn); ok {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	return ctx
+}
+
+// Handled marks the request of ctx as taken by the gateway's handler, which
+// logs and counts its own answers: the connection's end is then not taken
+// for a refusal by net/http.
+func Handled(ctx context.Context) {
+	if c, ok := ctx.Value(connKey{}).(*gateConn); ok && c.l.tls {
+		c.handled.Store(true)
+	}
 }
 
 // netHTTPErrorHeaders are the headers of every answer net/http writes by
@@ -364,13 +444,33 @@ func ConnState(nc net.Conn, st http.ConnState) {
 	}
 	switch st {
 	case http.StateActive:
+		if c.l.tls {
+			// net/http reports Active once it has read the request
+			// (or failed to): what is written from now on answers it.
+			c.mu.Lock()
+			c.reqWritten, c.inRequest = c.nwritten.Load(), true
+			c.mu.Unlock()
+			c.handled.Store(false)
+		}
 		c.active()
 	case http.StateIdle:
+		if c.l.tls {
+			// The answer is out: the next request's bytes start here
+			// (net/http may not report StateActive for it when it
+			// fails to read it).
+			c.mu.Lock()
+			c.reqRead, c.reqWritten, c.inRequest = c.nread.Load(), c.nwritten.Load(), true
+			c.mu.Unlock()
+			c.handled.Store(false)
+		}
 		c.idle()
 	case http.StateHijacked:
 		c.upgraded.Store(true)
 		c.finish()
 	case http.StateClosed:
+		if c.l.tls {
+			c.tlsRefusal()
+		}
 		c.finish()
 	}
 }
