@@ -18,9 +18,9 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+	"wsgate/internal/config/yamlwalk"
 )
 
 // Built-in defaults that are not simply zero values.
@@ -221,29 +221,8 @@ func (c *Config) RouteByName(name string) *Route {
 // TLSEnabled reports whether the TLS listener is on.
 func (c *Config) TLSEnabled() bool { return c.Server.TLSListen != "" }
 
-// Error is one problem in a config file.
-type Error struct {
-	File string
-	Line int    // 0 when the problem has no line (e.g. the file cannot be read)
-	Key  string // dotted path, e.g. "routes[1].upstreams[0]"; "" for the document
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		b.WriteString(":")
-		b.WriteString(strconv.Itoa(e.Line))
-	}
-	b.WriteString(": ")
-	if e.Key != "" {
-		b.WriteString(e.Key)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+// Error is one problem in a config file: its file, line and dotted key.
+type Error = yamlwalk.Error
 
 // Errors is every problem found in a config file, sorted by line.
 type Errors []*Error
@@ -284,9 +263,10 @@ func Load(path string) (*Config, error) {
 // files, ACME storage) are used as written, that is relative to the working
 // directory of the process. Parse never panics, whatever data holds.
 func Parse(path string, data []byte) (*Config, error) {
-	p := &parser{file: path, lines: map[string]int{}, budget: nodeBudget}
-	root := p.decode(data)
-	if len(p.errs) > 0 {
+	p := &parser{Walker: yamlwalk.New(path, yamlwalk.NodeBudget)}
+	p.Walker.Unknown = p.unknown
+	root := p.Decode(data)
+	if len(p.Errs) > 0 {
 		// Not YAML: checking what could be read would only add noise.
 		return p.finish(nil)
 	}

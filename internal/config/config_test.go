@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wsgate/internal/config/yamlwalk"
 )
 
 // The files under testdata/config/errors and testdata/config/warnings carry
@@ -491,16 +492,16 @@ func TestConfigErrorFormat(t *testing.T) {
 		e    Error
 		want string
 	}{
-		{Error{"cfg.yaml", 12, "routes[0].uptreams", "unknown key"}, "cfg.yaml:12: routes[0].uptreams: unknown key"},
-		{Error{"cfg.yaml", 3, "", "YAML syntax: bad"}, "cfg.yaml:3: YAML syntax: bad"},
-		{Error{"cfg.yaml", 0, "routes", "required"}, "cfg.yaml: routes: required"},
-		{Error{"cfg.yaml", 0, "", "cannot read"}, "cfg.yaml: cannot read"},
+		{Error{File: "cfg.yaml", Line: 12, Key: "routes[0].uptreams", Msg: "unknown key"}, "cfg.yaml:12: routes[0].uptreams: unknown key"},
+		{Error{File: "cfg.yaml", Line: 3, Key: "", Msg: "YAML syntax: bad"}, "cfg.yaml:3: YAML syntax: bad"},
+		{Error{File: "cfg.yaml", Line: 0, Key: "routes", Msg: "required"}, "cfg.yaml: routes: required"},
+		{Error{File: "cfg.yaml", Line: 0, Key: "", Msg: "cannot read"}, "cfg.yaml: cannot read"},
 	} {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
 	}
-	errs := Errors{{"a", 1, "x", "one"}, {"a", 2, "y", "two"}}
+	errs := Errors{{File: "a", Line: 1, Key: "x", Msg: "one"}, {File: "a", Line: 2, Key: "y", Msg: "two"}}
 	if got := errs.Error(); got != "a:1: x: one\na:2: y: two" {
 		t.Errorf("Errors.Error() = %q", got)
 	}
@@ -793,12 +794,12 @@ func TestParseDuration(t *testing.T) {
 		{"", 0, "want Go syntax"},
 		{"soon", 0, "want Go syntax"},
 	} {
-		got, err := parseDuration(tc.in)
+		got, err := yamlwalk.ParseDuration(tc.in)
 		switch {
 		case tc.err == "" && (err != nil || got != tc.want):
-			t.Errorf("parseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			t.Errorf("yamlwalk.ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
-			t.Errorf("parseDuration(%q) = %v, %v; want error containing %q", tc.in, got, err, tc.err)
+			t.Errorf("yamlwalk.ParseDuration(%q) = %v, %v; want error containing %q", tc.in, got, err, tc.err)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Size is a number of bytes. In the config it is a plain integer (bytes) or a
@@ -253,20 +252,4 @@ func (r Rate) String() string {
 // BytesString formats a byte rate: "1MiB/s burst 4MiB".
 func (r Rate) BytesString() string {
 	return formatPer(r.PerSecond, true) + " burst " + Size(r.Burst).String()
-}
-
-// parseDuration parses a Go duration ("10s", "1m30s", "0") and rejects negative
-// values, which mean nothing for any timeout or interval in the config.
-func parseDuration(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		if _, numErr := strconv.ParseFloat(s, 64); numErr == nil {
-			return 0, fmt.Errorf("bad duration %q: missing unit (write e.g. 10s, 2m)", s)
-		}
-		return 0, fmt.Errorf("bad duration %q: want Go syntax like 10s, 2m, 1h30m", s)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("duration %q must not be negative", s)
-	}
-	return d, nil
 }

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"wsgate/internal/config/yamlwalk"
 
 	"gopkg.in/yaml.v3"
 )
@@ -62,30 +63,30 @@ func builtinSettings() RouteSettings {
 
 func (p *parser) config(root *yaml.Node) *Config {
 	cfg := &Config{
-		Path:   p.file,
+		Path:   p.File,
 		Server: builtinServer(),
 		TLS:    TLSConfig{MinVersion: DefaultTLSMinVersion},
 		Log:    LogConfig{Level: "info", Format: "json", Access: true},
 	}
-	doc := deref(root)
-	docLine := lineOf(doc, 0)
-	if doc != nil && !isNull(doc) && doc.Kind != yaml.MappingNode {
-		p.errf(docLine, "", "the config must be a mapping with the keys %s; got %s", strings.Join(topKeys, ", "), describe(doc))
+	doc := yamlwalk.Deref(root)
+	docLine := yamlwalk.LineOf(doc, 0)
+	if doc != nil && !yamlwalk.IsNull(doc) && doc.Kind != yaml.MappingNode {
+		p.Errf(docLine, "", "the config must be a mapping with the keys %s; got %s", strings.Join(topKeys, ", "), yamlwalk.Describe(doc))
 		return cfg
 	}
 	var defaults settingsLayer
-	var routes *field
-	for _, f := range p.fields(val{doc, "", docLine}, topKeys) {
-		switch f.name {
+	var routes *yamlwalk.Field
+	for _, f := range p.Fields(yamlwalk.Val{N: doc, Key: "", Line: docLine}, topKeys) {
+		switch f.Name {
 		case "server":
-			p.server(f.v, &cfg.Server)
+			p.server(f.V, &cfg.Server)
 		case "tls":
-			p.tlsBlock(f.v, &cfg.TLS)
+			p.tlsBlock(f.V, &cfg.TLS)
 		case "log":
-			p.logBlock(f.v, &cfg.Log)
+			p.logBlock(f.V, &cfg.Log)
 		case "defaults":
-			p.accept(f.v)
-			for _, g := range p.fields(f.v, settingKeys) {
+			p.Accept(f.V)
+			for _, g := range p.Fields(f.V, settingKeys) {
 				p.setting(&defaults, g)
 			}
 		case "routes":
@@ -94,9 +95,9 @@ func (p *parser) config(root *yaml.Node) *Config {
 	}
 	cfg.Defaults = p.resolveSettings("defaults", settingsLayer{}, defaults, p.firstLine("defaults"))
 	if routes == nil {
-		p.errf(docLine, "routes", "required: at least one route")
+		p.Errf(docLine, "routes", "required: at least one route")
 	} else {
-		cfg.Routes = p.routes(routes.v, defaults)
+		cfg.Routes = p.routes(routes.V, defaults)
 	}
 	p.checkServer(cfg)
 	p.checkTLS(cfg)
@@ -104,13 +105,11 @@ func (p *parser) config(root *yaml.Node) *Config {
 }
 
 func (p *parser) finish(cfg *Config) (*Config, error) {
-	if p.exhausted {
-		p.errs = p.errs[:p.errsAtExhaustion]
+	p.Trim()
+	if len(p.Errs) > 0 {
+		return nil, Errors(sortDedupe(p.Errs))
 	}
-	if len(p.errs) > 0 {
-		return nil, Errors(sortDedupe(p.errs))
-	}
-	for _, w := range sortDedupe(p.warns) {
+	for _, w := range sortDedupe(p.Warns) {
 		cfg.Warnings = append(cfg.Warnings, w.Error())
 	}
 	return cfg, nil

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"wsgate/internal/config/yamlwalk"
 
 	"gopkg.in/yaml.v3"
 )
@@ -21,11 +22,11 @@ import (
 
 var routeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
-func (p *parser) routes(v val, defaults settingsLayer) []*Route {
-	items := p.items(v)
+func (p *parser) routes(v yamlwalk.Val, defaults settingsLayer) []*Route {
+	items := p.Items(v)
 	if len(items) == 0 {
-		if n := deref(v.n); n != nil && n.Kind == yaml.SequenceNode {
-			p.errf(v.line, v.key, "required: at least one route")
+		if n := yamlwalk.Deref(v.N); n != nil && n.Kind == yaml.SequenceNode {
+			p.Errf(v.Line, v.Key, "required: at least one route")
 		}
 		return nil
 	}
@@ -43,25 +44,25 @@ func (p *parser) routes(v val, defaults settingsLayer) []*Route {
 		}
 		routes = append(routes, r)
 		if r.Name != "" {
-			key := item.key + ".name"
+			key := item.Key + ".name"
 			if first, dup := names[r.Name]; dup {
-				p.errf(p.lines[key], key, "duplicate route name %q (first used by routes[%d] at line %d)", r.Name, first.idx, first.line)
+				p.Errf(p.Lines[key], key, "duplicate route name %q (first used by routes[%d] at line %d)", r.Name, first.idx, first.line)
 			} else {
-				names[r.Name] = place{i, p.lines[key]}
+				names[r.Name] = place{i, p.Lines[key]}
 			}
 		}
 		hp := r.Host + "\x00" + r.Path
-		key := item.key + ".path"
+		key := item.Key + ".path"
 		if first, dup := hostPaths[hp]; dup {
 			host := r.Host
 			if host == "" {
 				host = "any host"
 			}
-			line := p.firstLine(key, item.key+".host")
+			line := p.firstLine(key, item.Key+".host")
 			if line == 0 {
 				line = r.Line
 			}
-			p.errf(line, key, "host %s and path %q are already routed by routes[%d] (line %d)", host, r.Path, first.idx, first.line)
+			p.Errf(line, key, "host %s and path %q are already routed by routes[%d] (line %d)", host, r.Path, first.idx, first.line)
 		} else {
 			hostPaths[hp] = place{i, r.Line}
 		}
@@ -69,23 +70,23 @@ func (p *parser) routes(v val, defaults settingsLayer) []*Route {
 	return routes
 }
 
-func (p *parser) route(v val, defaults settingsLayer) *Route {
-	n := deref(v.n)
+func (p *parser) route(v yamlwalk.Val, defaults settingsLayer) *Route {
+	n := yamlwalk.Deref(v.N)
 	if n == nil || n.Kind != yaml.MappingNode {
-		p.errf(v.line, v.key, "want a route (a mapping with name, path, upstreams...), got %s", describe(v.n))
+		p.Errf(v.Line, v.Key, "want a route (a mapping with name, path, upstreams...), got %s", yamlwalk.Describe(v.N))
 		return nil
 	}
-	r := &Route{Path: "/", Balance: DefaultBalance, Line: v.line, key: v.key}
+	r := &Route{Path: "/", Balance: DefaultBalance, Line: v.Line, key: v.Key}
 	var own settingsLayer
 	haveName, haveUpstreams := false, false
-	for _, f := range p.fields(v, routeFieldKeys) {
-		switch f.name {
+	for _, f := range p.Fields(v, routeFieldKeys) {
+		switch f.Name {
 		case "name":
 			haveName = true
-			if s, ok := p.str(f.v); ok {
+			if s, ok := p.Str(f.V); ok {
 				if !routeNameRE.MatchString(s) {
-					delete(p.lines, f.v.key)
-					p.errf(f.v.line, f.v.key, "%q is not a valid route name (letters, digits, '.', '_' and '-', up to 100, used in metrics and /drain?route=)", clip(s))
+					delete(p.Lines, f.V.Key)
+					p.Errf(f.V.Line, f.V.Key, "%q is not a valid route name (letters, digits, '.', '_' and '-', up to 100, used in metrics and /drain?route=)", yamlwalk.Clip(s))
 					continue
 				}
 				r.Name = s
@@ -93,75 +94,75 @@ func (p *parser) route(v val, defaults settingsLayer) *Route {
 		// A bad host or path is still stored, as written, so that it does not
 		// look like a duplicate of a route with the default one.
 		case "host":
-			if s, ok := p.str(f.v); ok && s != "" {
+			if s, ok := p.Str(f.V); ok && s != "" {
 				h, err := normalizeRouteHost(s)
 				if err != nil {
-					p.errf(f.v.line, f.v.key, "%v", err)
+					p.Errf(f.V.Line, f.V.Key, "%v", err)
 					r.Host = "invalid:" + s
 					continue
 				}
 				r.Host = h
 			}
 		case "path":
-			if s, ok := p.str(f.v); ok {
+			if s, ok := p.Str(f.V); ok {
 				if err := checkRoutePath(s); err != nil {
-					p.errf(f.v.line, f.v.key, "%v", err)
+					p.Errf(f.V.Line, f.V.Key, "%v", err)
 					r.Path = "invalid:" + s
 					continue
 				}
 				if strings.Contains(s, "//") {
-					p.warnf(f.v.line, f.v.key, "path %q has an empty segment (//)", s)
+					p.Warnf(f.V.Line, f.V.Key, "path %q has an empty segment (//)", s)
 				}
 				r.Path = s
 			}
 		case "strip_prefix":
-			r.StripPrefix, _ = p.boolean(f.v)
+			r.StripPrefix, _ = p.Bool(f.V)
 		case "upstreams":
 			haveUpstreams = true
-			r.Upstreams = p.upstreams(f.v)
+			r.Upstreams = p.upstreams(f.V)
 		case "balance":
-			if s, ok := p.oneOf(f.v, "round_robin", "least_conn", "ip_hash"); ok {
+			if s, ok := p.OneOf(f.V, "round_robin", "least_conn", "ip_hash"); ok {
 				r.Balance = Balance(s)
 			}
 		case "upstream_tls":
-			p.accept(f.v)
-			p.upstreamTLS(f.v, &r.UpstreamTLS)
+			p.Accept(f.V)
+			p.upstreamTLS(f.V, &r.UpstreamTLS)
 		case "subprotocols":
 			seen := map[string]bool{}
-			for _, item := range p.items(f.v) {
-				s, ok := p.str(item)
+			for _, item := range p.Items(f.V) {
+				s, ok := p.Str(item)
 				if !ok {
 					continue
 				}
 				switch {
 				case !isToken(s):
-					p.errf(item.line, item.key, "%q is not a valid subprotocol (an HTTP token: no spaces, commas or quotes)", clip(s))
+					p.Errf(item.Line, item.Key, "%q is not a valid subprotocol (an HTTP token: no spaces, commas or quotes)", yamlwalk.Clip(s))
 				case seen[s]:
-					p.errf(item.line, item.key, "subprotocol %q is listed twice", s)
+					p.Errf(item.Line, item.Key, "subprotocol %q is listed twice", s)
 				default:
 					seen[s] = true
 					r.Subprotocols = append(r.Subprotocols, s)
 				}
 			}
 		case "set_headers":
-			r.SetHeaders = p.setHeaders(f.v)
+			r.SetHeaders = p.setHeaders(f.V)
 		case "allow_plain":
-			r.AllowPlain, _ = p.boolean(f.v)
+			r.AllowPlain, _ = p.Bool(f.V)
 		default:
 			p.setting(&own, f)
 		}
 	}
 	if !haveName {
-		p.errf(v.line, v.key+".name", "required: every route needs a unique name")
+		p.Errf(v.Line, v.Key+".name", "required: every route needs a unique name")
 	}
 	if !haveUpstreams {
-		p.errf(v.line, v.key+".upstreams", "required: at least one upstream (ws://host:port/path or builtin:echo)")
+		p.Errf(v.Line, v.Key+".upstreams", "required: at least one upstream (ws://host:port/path or builtin:echo)")
 	}
 	if r.StripPrefix && r.Path == "/" {
-		p.warnf(p.lines[v.key+".strip_prefix"], v.key+".strip_prefix", "has no effect with path \"/\"")
+		p.Warnf(p.Lines[v.Key+".strip_prefix"], v.Key+".strip_prefix", "has no effect with path \"/\"")
 	}
-	p.checkUpstreamTLS(v.key, r)
-	r.Settings = p.resolveSettings(v.key, defaults, own, v.line)
+	p.checkUpstreamTLS(v.Key, r)
+	r.Settings = p.resolveSettings(v.Key, defaults, own, v.Line)
 	return r
 }
 
@@ -171,32 +172,32 @@ func normalizeRouteHost(s string) (string, error) {
 	h := strings.TrimSuffix(strings.ToLower(s), ".")
 	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); err == nil {
 		if a.Zone() != "" {
-			return "", fmt.Errorf("host %q: an IPv6 zone is not allowed", clip(s))
+			return "", fmt.Errorf("host %q: an IPv6 zone is not allowed", yamlwalk.Clip(s))
 		}
 		return a.String(), nil
 	}
 	if strings.Contains(h, ":") {
-		return "", fmt.Errorf("host %q must not include a port (routes match on the name only)", clip(s))
+		return "", fmt.Errorf("host %q must not include a port (routes match on the name only)", yamlwalk.Clip(s))
 	}
 	if suffix, ok := strings.CutPrefix(h, "*."); ok {
 		if !isDNSName(suffix, false) {
-			return "", fmt.Errorf("wildcard host %q: %q is not a valid DNS name", clip(s), clip(suffix))
+			return "", fmt.Errorf("wildcard host %q: %q is not a valid DNS name", yamlwalk.Clip(s), yamlwalk.Clip(suffix))
 		}
 		if !strings.Contains(suffix, ".") {
-			return "", fmt.Errorf("wildcard host %q is too broad: want at least two labels after \"*.\", e.g. *.example.com", clip(s))
+			return "", fmt.Errorf("wildcard host %q is too broad: want at least two labels after \"*.\", e.g. *.example.com", yamlwalk.Clip(s))
 		}
 		return h, nil
 	}
 	if strings.Contains(h, "*") {
-		return "", fmt.Errorf("host %q: a wildcard must be the whole first label, e.g. *.example.com", clip(s))
+		return "", fmt.Errorf("host %q: a wildcard must be the whole first label, e.g. *.example.com", yamlwalk.Clip(s))
 	}
 	if !isDNSName(h, false) {
 		for _, c := range []byte(h) {
 			if c >= 0x80 {
-				return "", fmt.Errorf("host %q is not a valid DNS name (write an international name in its xn-- form)", clip(s))
+				return "", fmt.Errorf("host %q is not a valid DNS name (write an international name in its xn-- form)", yamlwalk.Clip(s))
 			}
 		}
-		return "", fmt.Errorf("host %q is not a valid DNS name", clip(s))
+		return "", fmt.Errorf("host %q is not a valid DNS name", yamlwalk.Clip(s))
 	}
 	return h, nil
 }
@@ -230,36 +231,36 @@ func checkRoutePath(s string) error {
 	case s == "":
 		return errors.New("must not be empty (use \"/\" for every path)")
 	case !strings.HasPrefix(s, "/"):
-		return fmt.Errorf("path %q must start with \"/\"", clip(s))
+		return fmt.Errorf("path %q must start with \"/\"", yamlwalk.Clip(s))
 	case strings.Contains(s, "?"):
-		return fmt.Errorf("path %q must not contain a query (?): routes match on the path only", clip(s))
+		return fmt.Errorf("path %q must not contain a query (?): routes match on the path only", yamlwalk.Clip(s))
 	case strings.Contains(s, "#"):
-		return fmt.Errorf("path %q must not contain a fragment (#)", clip(s))
+		return fmt.Errorf("path %q must not contain a fragment (#)", yamlwalk.Clip(s))
 	}
 	for _, c := range []byte(s) {
 		if c <= ' ' || c == 0x7f {
-			return fmt.Errorf("path %q must not contain spaces or control characters", clip(s))
+			return fmt.Errorf("path %q must not contain spaces or control characters", yamlwalk.Clip(s))
 		}
 	}
 	for seg := range strings.SplitSeq(s, "/") {
 		if seg == "." || seg == ".." {
-			return fmt.Errorf("path %q must not contain \".\" or \"..\" segments", clip(s))
+			return fmt.Errorf("path %q must not contain \".\" or \"..\" segments", yamlwalk.Clip(s))
 		}
 	}
 	return nil
 }
 
-func (p *parser) upstreams(v val) []Upstream {
-	n := deref(v.n)
+func (p *parser) upstreams(v yamlwalk.Val) []Upstream {
+	n := yamlwalk.Deref(v.N)
 	if n != nil && n.Kind == yaml.ScalarNode {
-		p.errf(v.line, v.key, "want a list, e.g. [%s]", clip(n.Value))
+		p.Errf(v.Line, v.Key, "want a list, e.g. [%s]", yamlwalk.Clip(n.Value))
 		return nil
 	}
-	items := p.items(v)
+	items := p.Items(v)
 	if n != nil && n.Kind == yaml.SequenceNode {
-		p.accept(v)
+		p.Accept(v)
 		if len(items) == 0 {
-			p.errf(v.line, v.key, "required: at least one upstream (ws://host:port/path or builtin:echo)")
+			p.Errf(v.Line, v.Key, "required: at least one upstream (ws://host:port/path or builtin:echo)")
 		}
 	}
 	var out []Upstream
@@ -268,37 +269,37 @@ func (p *parser) upstreams(v val) []Upstream {
 		u := Upstream{Weight: 1}
 		urlVal := item
 		ok := true
-		if in := deref(item.n); in != nil && in.Kind == yaml.MappingNode {
+		if in := yamlwalk.Deref(item.N); in != nil && in.Kind == yaml.MappingNode {
 			haveURL := false
-			for _, f := range p.fields(item, upstreamKeys) {
-				switch f.name {
+			for _, f := range p.Fields(item, upstreamKeys) {
+				switch f.Name {
 				case "url":
-					urlVal, haveURL = f.v, true
+					urlVal, haveURL = f.V, true
 				case "weight":
-					w, wok := p.integer(f.v, 1, 1_000_000)
+					w, wok := p.Int(f.V, 1, 1_000_000)
 					ok = ok && wok
 					u.Weight = int(w)
 				}
 			}
 			if !haveURL {
-				p.errf(item.line, item.key+".url", "required: ws://host:port/path or builtin:echo")
+				p.Errf(item.Line, item.Key+".url", "required: ws://host:port/path or builtin:echo")
 				continue
 			}
 		}
-		raw, sok := p.str(urlVal)
+		raw, sok := p.Str(urlVal)
 		if !sok {
 			continue
 		}
 		parsed, builtin, err := parseUpstreamURL(raw)
 		if err != nil {
-			p.errf(urlVal.line, urlVal.key, "%v", err)
+			p.Errf(urlVal.Line, urlVal.Key, "%v", err)
 			continue
 		}
 		if first, dup := seen[raw]; dup {
-			p.errf(urlVal.line, urlVal.key, "upstream %q is listed twice (first at line %d); use weight to favour it", raw, first)
+			p.Errf(urlVal.Line, urlVal.Key, "upstream %q is listed twice (first at line %d); use weight to favour it", raw, first)
 			continue
 		}
-		seen[raw] = urlVal.line
+		seen[raw] = urlVal.Line
 		if ok {
 			u.URL, u.Raw, u.Builtin = parsed, raw, builtin
 			out = append(out, u)
@@ -314,7 +315,7 @@ func parseUpstreamURL(raw string) (*url.URL, string, error) {
 		if name == "echo" {
 			return nil, "echo", nil
 		}
-		return nil, "", fmt.Errorf("unknown built-in upstream %q (the only one is builtin:echo)", clip(raw))
+		return nil, "", fmt.Errorf("unknown built-in upstream %q (the only one is builtin:echo)", yamlwalk.Clip(raw))
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -322,60 +323,60 @@ func parseUpstreamURL(raw string) (*url.URL, string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, "", fmt.Errorf("bad upstream URL %q: %v", clip(raw), err)
+		return nil, "", fmt.Errorf("bad upstream URL %q: %v", yamlwalk.Clip(raw), err)
 	}
 	switch {
 	case u.Scheme == "http" || u.Scheme == "https":
-		return nil, "", fmt.Errorf("upstream URL %q: use ws:// or wss:// (for http or https)", clip(raw))
+		return nil, "", fmt.Errorf("upstream URL %q: use ws:// or wss:// (for http or https)", yamlwalk.Clip(raw))
 	case u.Scheme != "ws" && u.Scheme != "wss":
-		return nil, "", fmt.Errorf("upstream URL %q: want ws://host:port/path or wss://host/path", clip(raw))
+		return nil, "", fmt.Errorf("upstream URL %q: want ws://host:port/path or wss://host/path", yamlwalk.Clip(raw))
 	case u.Opaque != "" || u.Host == "":
-		return nil, "", fmt.Errorf("upstream URL %q has no host: want %s://host:port/path", clip(raw), u.Scheme)
+		return nil, "", fmt.Errorf("upstream URL %q has no host: want %s://host:port/path", yamlwalk.Clip(raw), u.Scheme)
 	case u.User != nil:
-		return nil, "", fmt.Errorf("upstream URL %q must not contain user info (send credentials with set_headers)", clip(raw))
+		return nil, "", fmt.Errorf("upstream URL %q must not contain user info (send credentials with set_headers)", yamlwalk.Clip(raw))
 	case u.RawQuery != "" || u.ForceQuery:
-		return nil, "", fmt.Errorf("upstream URL %q must not have a query: the client's query string is passed on", clip(raw))
+		return nil, "", fmt.Errorf("upstream URL %q must not have a query: the client's query string is passed on", yamlwalk.Clip(raw))
 	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return nil, "", fmt.Errorf("upstream URL %q must not have a fragment", clip(raw))
+		return nil, "", fmt.Errorf("upstream URL %q must not have a fragment", yamlwalk.Clip(raw))
 	}
 	if port := u.Port(); port != "" {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return nil, "", fmt.Errorf("upstream URL %q: port %s is out of range", clip(raw), port)
+			return nil, "", fmt.Errorf("upstream URL %q: port %s is out of range", yamlwalk.Clip(raw), port)
 		}
 	} else if strings.HasSuffix(u.Host, ":") {
-		return nil, "", fmt.Errorf("upstream URL %q: empty port", clip(raw))
+		return nil, "", fmt.Errorf("upstream URL %q: empty port", yamlwalk.Clip(raw))
 	}
 	host := u.Hostname()
 	if _, err := netip.ParseAddr(host); err != nil && !isDNSName(host, true) {
-		return nil, "", fmt.Errorf("upstream URL %q: %q is not a valid host", clip(raw), clip(host))
+		return nil, "", fmt.Errorf("upstream URL %q: %q is not a valid host", yamlwalk.Clip(raw), yamlwalk.Clip(host))
 	}
 	return u, "", nil
 }
 
-func (p *parser) upstreamTLS(v val, t *UpstreamTLS) {
-	for _, f := range p.fields(v, upTLSKeys) {
-		switch f.name {
+func (p *parser) upstreamTLS(v yamlwalk.Val, t *UpstreamTLS) {
+	for _, f := range p.Fields(v, upTLSKeys) {
+		switch f.Name {
 		case "ca":
-			if s, ok := p.str(f.v); ok && s != "" {
+			if s, ok := p.Str(f.V); ok && s != "" {
 				if err := checkPEMCerts(s); err != nil {
-					p.errf(f.v.line, f.v.key, "%v", err)
+					p.Errf(f.V.Line, f.V.Key, "%v", err)
 					continue
 				}
 				t.CA = s
 			}
 		case "server_name":
-			if s, ok := p.str(f.v); ok && s != "" {
+			if s, ok := p.Str(f.V); ok && s != "" {
 				if _, err := netip.ParseAddr(s); err != nil && !isDNSName(s, true) {
-					p.errf(f.v.line, f.v.key, "%q is not a valid host name", clip(s))
+					p.Errf(f.V.Line, f.V.Key, "%q is not a valid host name", yamlwalk.Clip(s))
 					continue
 				}
 				t.ServerName = s
 			}
 		case "insecure_skip_verify":
-			if b, ok := p.boolean(f.v); ok {
+			if b, ok := p.Bool(f.V); ok {
 				t.InsecureSkipVerify = b
 				if b {
-					p.warnf(f.v.line, f.v.key, "upstream certificates are not verified: anyone on the path can read and change the traffic")
+					p.Warnf(f.V.Line, f.V.Key, "upstream certificates are not verified: anyone on the path can read and change the traffic")
 				}
 			}
 		}
@@ -393,7 +394,7 @@ func (p *parser) checkUpstreamTLS(routeKey string, r *Route) {
 		}
 	}
 	if len(r.Upstreams) > 0 {
-		p.warnf(p.lines[key], key, "has no effect: no upstream of this route uses wss://")
+		p.Warnf(p.Lines[key], key, "has no effect: no upstream of this route uses wss://")
 	}
 }
 
@@ -417,34 +418,34 @@ var forbiddenSetHeaders = map[string]string{
 	"Forwarded":           "set by the gateway",
 }
 
-func (p *parser) setHeaders(v val) map[string]string {
+func (p *parser) setHeaders(v yamlwalk.Val) map[string]string {
 	out := map[string]string{}
 	firstLine := map[string]int{}
-	for _, f := range p.fields(v, nil) {
-		name := http.CanonicalHeaderKey(f.name)
+	for _, f := range p.Fields(v, nil) {
+		name := http.CanonicalHeaderKey(f.Name)
 		switch {
-		case !isToken(f.name):
-			p.errf(f.keyLine, f.v.key, "%q is not a valid header name", clip(f.name))
+		case !isToken(f.Name):
+			p.Errf(f.KeyLine, f.V.Key, "%q is not a valid header name", yamlwalk.Clip(f.Name))
 			continue
 		case strings.HasPrefix(name, "Sec-Websocket-"):
-			p.errf(f.keyLine, f.v.key, "%s cannot be set: the gateway makes its own handshake with the upstream", name)
+			p.Errf(f.KeyLine, f.V.Key, "%s cannot be set: the gateway makes its own handshake with the upstream", name)
 			continue
 		case forbiddenSetHeaders[name] != "":
-			p.errf(f.keyLine, f.v.key, "%s cannot be set: it is %s", name, forbiddenSetHeaders[name])
+			p.Errf(f.KeyLine, f.V.Key, "%s cannot be set: it is %s", name, forbiddenSetHeaders[name])
 			continue
 		}
 		if first, dup := firstLine[name]; dup {
-			p.errf(f.keyLine, f.v.key, "header %s is set twice (first at line %d)", name, first)
+			p.Errf(f.KeyLine, f.V.Key, "header %s is set twice (first at line %d)", name, first)
 			continue
 		}
-		firstLine[name] = f.keyLine
-		val, ok := p.str(f.v)
+		firstLine[name] = f.KeyLine
+		val, ok := p.Str(f.V)
 		if !ok {
 			continue
 		}
 		for _, c := range []byte(val) {
 			if c < ' ' && c != '\t' || c == 0x7f {
-				p.errf(f.v.line, f.v.key, "header value must not contain control characters (such as newlines)")
+				p.Errf(f.V.Line, f.V.Key, "header value must not contain control characters (such as newlines)")
 				ok = false
 				break
 			}
@@ -489,36 +490,36 @@ func normalizeOrigin(s string, wildcard bool) (string, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" || u.Opaque != "" || u.Host == "" {
-		return "", fmt.Errorf("bad origin %q: want scheme://host[:port], e.g. https://app.example.com", clip(s))
+		return "", fmt.Errorf("bad origin %q: want scheme://host[:port], e.g. https://app.example.com", yamlwalk.Clip(s))
 	}
 	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#") {
-		return "", fmt.Errorf("bad origin %q: an origin is only scheme://host[:port], with no path (not even a trailing /)", clip(s))
+		return "", fmt.Errorf("bad origin %q: an origin is only scheme://host[:port], with no path (not even a trailing /)", yamlwalk.Clip(s))
 	}
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Hostname())
 	if suffix, ok := strings.CutPrefix(host, "*."); ok && wildcard {
 		if !isDNSName(suffix, false) || !strings.Contains(suffix, ".") {
-			return "", fmt.Errorf("bad origin %q: a wildcard needs at least two labels after \"*.\", e.g. https://*.example.com", clip(s))
+			return "", fmt.Errorf("bad origin %q: a wildcard needs at least two labels after \"*.\", e.g. https://*.example.com", yamlwalk.Clip(s))
 		}
 	} else if a, err := netip.ParseAddr(host); err == nil {
 		if a.Zone() != "" {
-			return "", fmt.Errorf("bad origin %q: no IPv6 zone", clip(s))
+			return "", fmt.Errorf("bad origin %q: no IPv6 zone", yamlwalk.Clip(s))
 		}
 		host = a.String()
 		if a.Is6() {
 			host = "[" + host + "]"
 		}
 	} else if !isDNSName(host, false) {
-		return "", fmt.Errorf("bad origin %q: %q is not a valid host", clip(s), clip(host))
+		return "", fmt.Errorf("bad origin %q: %q is not a valid host", yamlwalk.Clip(s), yamlwalk.Clip(host))
 	}
 	port := u.Port()
 	if port == "" && strings.HasSuffix(u.Host, ":") {
-		return "", fmt.Errorf("bad origin %q: empty port", clip(s))
+		return "", fmt.Errorf("bad origin %q: empty port", yamlwalk.Clip(s))
 	}
 	if port != "" {
 		n, err := strconv.Atoi(port)
 		if err != nil || n < 1 || n > 65535 {
-			return "", fmt.Errorf("bad origin %q: port out of range", clip(s))
+			return "", fmt.Errorf("bad origin %q: port out of range", yamlwalk.Clip(s))
 		}
 		port = strconv.Itoa(n)
 		if scheme == "http" && n == 80 || scheme == "https" && n == 443 {

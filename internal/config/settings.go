@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"wsgate/internal/config/yamlwalk"
 
 	"gopkg.in/yaml.v3"
 )
@@ -76,95 +77,95 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 }
 
 // setting parses one settings key into l; false if name is not a setting.
-func (p *parser) setting(l *settingsLayer, f field) bool {
+func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 	durations := map[string]*opt[time.Duration]{
 		"upstream_dial_timeout": &l.dialTimeout,
 		"idle_timeout":          &l.idle,
 		"close_timeout":         &l.closeT,
 		"write_timeout":         &l.write,
 	}
-	if o, ok := durations[f.name]; ok {
-		if d, ok := p.positiveDuration(f.v); ok {
+	if o, ok := durations[f.Name]; ok {
+		if d, ok := p.PositiveDuration(f.V); ok {
 			o.put(d)
 		}
 		return true
 	}
-	switch f.name {
+	switch f.Name {
 	case "ping_interval":
-		if d, ok := p.durationVal(f.v); ok {
+		if d, ok := p.Duration(f.V); ok {
 			l.ping.put(d)
 		}
 	case "pong_timeout":
-		if d, ok := p.durationVal(f.v); ok {
+		if d, ok := p.Duration(f.V); ok {
 			l.pong.put(d)
 		}
 	case "max_frame_bytes":
-		if s, ok := p.sizeVal(f.v, minFrameBytes); ok {
+		if s, ok := p.sizeVal(f.V, minFrameBytes); ok {
 			l.maxFrame.put(s)
 		}
 	case "max_message_bytes":
-		if s, ok := p.sizeVal(f.v, 1); ok {
+		if s, ok := p.sizeVal(f.V, 1); ok {
 			l.maxMessage.put(s)
 		}
 	case "origins":
-		n := deref(f.v.n)
+		n := yamlwalk.Deref(f.V.N)
 		if n != nil && n.Kind == yaml.ScalarNode {
-			p.errf(f.v.line, f.v.key, "want a list of origins, e.g. [\"https://app.example.com\"], got %s", describe(n))
+			p.Errf(f.V.Line, f.V.Key, "want a list of origins, e.g. [\"https://app.example.com\"], got %s", yamlwalk.Describe(n))
 			return true
 		}
 		list, ok := []string{}, true
 		seen := map[string]bool{}
-		for _, item := range p.items(f.v) {
-			s, sok := p.str(item)
+		for _, item := range p.Items(f.V) {
+			s, sok := p.Str(item)
 			if !sok {
 				ok = false
 				continue
 			}
 			o, err := normalizeOrigin(s, true)
 			if err != nil {
-				p.errf(item.line, item.key, "%v", err)
+				p.Errf(item.Line, item.Key, "%v", err)
 				ok = false
 				continue
 			}
 			if seen[o] {
-				p.warnf(item.line, item.key, "origin %q is listed twice", o)
+				p.Warnf(item.Line, item.Key, "origin %q is listed twice", o)
 				continue
 			}
 			seen[o] = true
 			list = append(list, o)
 		}
 		if ok {
-			p.accept(f.v)
+			p.Accept(f.V)
 			l.origins.put(list)
 		}
 	case "rate_limit":
-		p.accept(f.v)
-		p.rateLimit(f.v, l)
+		p.Accept(f.V)
+		p.rateLimit(f.V, l)
 	default:
 		return false
 	}
 	return true
 }
 
-func (p *parser) rateLimit(v val, l *settingsLayer) {
-	for _, f := range p.fields(v, rateKeys) {
-		switch f.name {
+func (p *parser) rateLimit(v yamlwalk.Val, l *settingsLayer) {
+	for _, f := range p.Fields(v, rateKeys) {
+		switch f.Name {
 		case "handshakes":
-			p.rateEntry(f.v, &l.handshakes, false)
+			p.rateEntry(f.V, &l.handshakes, false)
 		case "messages":
-			p.rateEntry(f.v, &l.messages, false)
+			p.rateEntry(f.V, &l.messages, false)
 		case "messages_per_ip":
-			p.rateEntry(f.v, &l.messagesPerIP, false)
+			p.rateEntry(f.V, &l.messagesPerIP, false)
 		case "bytes":
-			p.rateEntry(f.v, &l.bytes, true)
+			p.rateEntry(f.V, &l.bytes, true)
 		case "frames":
-			p.rateEntry(f.v, &l.frames, false)
+			p.rateEntry(f.V, &l.frames, false)
 		case "connections_per_ip":
-			if i, ok := p.integer(f.v, 0, math.MaxInt32); ok {
+			if i, ok := p.Int(f.V, 0, math.MaxInt32); ok {
 				l.connsPerIP.put(int(i))
 			}
 		case "on_exceed":
-			if s, ok := p.oneOf(f.v, "close", "throttle"); ok {
+			if s, ok := p.OneOf(f.V, "close", "throttle"); ok {
 				l.onExceed.put(OnExceed(s))
 			}
 		}
@@ -173,13 +174,13 @@ func (p *parser) rateLimit(v val, l *settingsLayer) {
 
 // rateEntry parses {rate: 20/s, burst: 40}, the short form "20/s" (burst
 // derived), or "unlimited" (lifts an inherited limit).
-func (p *parser) rateEntry(v val, o *opt[rateSpec], isBytes bool) {
+func (p *parser) rateEntry(v yamlwalk.Val, o *opt[rateSpec], isBytes bool) {
 	example := "{rate: 20/s, burst: 40}"
 	if isBytes {
 		example = "{rate: 1MiB/s, burst: 4MiB}"
 	}
-	parseRate := func(v val) (float64, bool) {
-		s, ok := p.str(v)
+	parseRate := func(v yamlwalk.Val) (float64, bool) {
+		s, ok := p.Str(v)
 		if !ok {
 			return 0, false
 		}
@@ -191,16 +192,16 @@ func (p *parser) rateEntry(v val, o *opt[rateSpec], isBytes bool) {
 			r, err = ParseRate(s)
 		}
 		if err != nil {
-			delete(p.lines, v.key)
-			p.errf(v.line, v.key, "%v", err)
+			delete(p.Lines, v.Key)
+			p.Errf(v.Line, v.Key, "%v", err)
 			return 0, false
 		}
 		return r, true
 	}
-	n := deref(v.n)
+	n := yamlwalk.Deref(v.N)
 	if n != nil && n.Kind == yaml.ScalarNode {
 		if n.Value == "unlimited" {
-			p.accept(v)
+			p.Accept(v)
 			o.put(rateSpec{unlimited: true})
 			return
 		}
@@ -210,15 +211,15 @@ func (p *parser) rateEntry(v val, o *opt[rateSpec], isBytes bool) {
 		return
 	}
 	if n == nil || n.Kind != yaml.MappingNode {
-		p.errf(v.line, v.key, "want %s or \"unlimited\", got %s", example, describe(n))
+		p.Errf(v.Line, v.Key, "want %s or \"unlimited\", got %s", example, yamlwalk.Describe(n))
 		return
 	}
 	var spec rateSpec
 	ok, haveRate := true, false
-	for _, f := range p.fields(v, rateSpecKeys) {
-		switch f.name {
+	for _, f := range p.Fields(v, rateSpecKeys) {
+		switch f.Name {
 		case "rate":
-			r, rok := parseRate(f.v)
+			r, rok := parseRate(f.V)
 			ok = ok && rok
 			haveRate = rok
 			spec.perSecond = r
@@ -227,21 +228,21 @@ func (p *parser) rateEntry(v val, o *opt[rateSpec], isBytes bool) {
 			var bok bool
 			if isBytes {
 				var s Size
-				s, bok = p.sizeVal(f.v, 1)
+				s, bok = p.sizeVal(f.V, 1)
 				b = int64(s)
 			} else {
-				b, bok = p.integer(f.v, 1, math.MaxInt32)
+				b, bok = p.Int(f.V, 1, math.MaxInt32)
 			}
 			ok = ok && bok
 			spec.burst = b
 		}
 	}
 	if !haveRate && ok {
-		p.errf(v.line, join(v.key, "rate"), "required, e.g. %s", example)
+		p.Errf(v.Line, yamlwalk.Join(v.Key, "rate"), "required, e.g. %s", example)
 		ok = false
 	}
 	if ok {
-		p.accept(v)
+		p.Accept(v)
 		o.put(spec)
 	}
 }
@@ -280,7 +281,7 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	// written at all.
 	blame := func(names ...string) (string, int, bool) {
 		for _, n := range names {
-			if line, ok := p.lines[scope+"."+n]; ok {
+			if line, ok := p.Lines[scope+"."+n]; ok {
 				return scope + "." + n, line, true
 			}
 		}
@@ -291,24 +292,24 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	}
 	if s.PingInterval > 0 && s.PongTimeout == 0 {
 		if key, line, ok := blame("pong_timeout", "ping_interval"); ok {
-			p.errf(line, key, "pong_timeout must be greater than 0 while ping_interval is %s (set ping_interval: 0 to turn keepalive pings off)", s.PingInterval)
+			p.Errf(line, key, "pong_timeout must be greater than 0 while ping_interval is %s (set ping_interval: 0 to turn keepalive pings off)", s.PingInterval)
 		}
 	}
 	if l.bytes.set && !l.bytes.v.unlimited && l.bytes.v.burst > 0 && Size(l.bytes.v.burst) < frame {
 		if key, line, ok := blame("rate_limit.bytes.burst", "rate_limit.bytes", "max_frame_bytes", "max_message_bytes"); ok {
-			p.errf(line, key, "rate_limit.bytes.burst %s is less than the largest frame allowed (%s): such a frame could never pass the byte limit",
+			p.Errf(line, key, "rate_limit.bytes.burst %s is less than the largest frame allowed (%s): such a frame could never pass the byte limit",
 				Size(l.bytes.v.burst), frame)
 		}
 	}
 	if s.MaxFrameBytes > s.MaxMessageBytes {
 		if key, line, ok := blame("max_message_bytes", "max_frame_bytes"); ok {
-			p.warnf(line, key, "max_frame_bytes %s > max_message_bytes %s: frames are capped at %s",
+			p.Warnf(line, key, "max_frame_bytes %s > max_message_bytes %s: frames are capped at %s",
 				s.MaxFrameBytes, s.MaxMessageBytes, s.MaxMessageBytes)
 		}
 	}
 	if s.PingInterval > 0 && s.PingInterval < time.Second {
 		if key, line, ok := blame("ping_interval"); ok {
-			p.warnf(line, key, "ping_interval %s is very short: every session pings both legs that often", s.PingInterval)
+			p.Warnf(line, key, "ping_interval %s is very short: every session pings both legs that often", s.PingInterval)
 		}
 	}
 	return s

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"wsgate/internal/config/yamlwalk"
 
 	"gopkg.in/yaml.v3"
 )
@@ -22,16 +23,16 @@ import (
 // ---------------------------------------------------------------------------
 // tls and log
 
-func (p *parser) tlsBlock(v val, t *TLSConfig) {
-	p.accept(v)
+func (p *parser) tlsBlock(v yamlwalk.Val, t *TLSConfig) {
+	p.Accept(v)
 	p.certsOK = true
-	for _, f := range p.fields(v, tlsKeys) {
-		switch f.name {
+	for _, f := range p.Fields(v, tlsKeys) {
+		switch f.Name {
 		case "acme":
-			p.accept(f.v)
-			t.ACME = p.acme(f.v)
+			p.Accept(f.V)
+			t.ACME = p.acme(f.V)
 		case "certificates":
-			for _, item := range p.items(f.v) {
+			for _, item := range p.Items(f.V) {
 				if c, ok := p.certificate(item); ok {
 					t.Certificates = append(t.Certificates, c)
 				} else {
@@ -39,9 +40,9 @@ func (p *parser) tlsBlock(v val, t *TLSConfig) {
 				}
 			}
 		case "min_version":
-			if s, ok := p.str(f.v); ok {
+			if s, ok := p.Str(f.V); ok {
 				if s != "1.2" && s != "1.3" {
-					p.errf(f.v.line, f.v.key, "%q is not supported: use \"1.2\" or \"1.3\"", clip(s))
+					p.Errf(f.V.Line, f.V.Key, "%q is not supported: use \"1.2\" or \"1.3\"", yamlwalk.Clip(s))
 					continue
 				}
 				t.MinVersion = TLSVersion(s)
@@ -50,54 +51,54 @@ func (p *parser) tlsBlock(v val, t *TLSConfig) {
 	}
 }
 
-func (p *parser) acme(v val) *ACMEConfig {
+func (p *parser) acme(v yamlwalk.Val) *ACMEConfig {
 	a := &ACMEConfig{CA: DefaultACMECA, Storage: DefaultACMEStorage}
-	fields := p.fields(v, acmeKeys)
-	if n := deref(v.n); n == nil || n.Kind != yaml.MappingNode {
+	fields := p.Fields(v, acmeKeys)
+	if n := yamlwalk.Deref(v.N); n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
 	for _, f := range fields {
-		switch f.name {
+		switch f.Name {
 		case "email":
-			if s, ok := p.str(f.v); ok {
+			if s, ok := p.Str(f.V); ok {
 				if !validEmail(s) {
-					p.errf(f.v.line, f.v.key, "%q is not an email address", clip(s))
+					p.Errf(f.V.Line, f.V.Key, "%q is not an email address", yamlwalk.Clip(s))
 				}
 				a.Email = s
 			}
 		case "ca":
-			if s, ok := p.str(f.v); ok {
+			if s, ok := p.Str(f.V); ok {
 				if err := checkACMECA(s); err != nil {
-					p.errf(f.v.line, f.v.key, "%v", err)
+					p.Errf(f.V.Line, f.V.Key, "%v", err)
 				}
 				a.CA = s
 			}
 		case "ca_root":
-			if s, ok := p.str(f.v); ok && s != "" {
+			if s, ok := p.Str(f.V); ok && s != "" {
 				if err := checkPEMCerts(s); err != nil {
-					p.errf(f.v.line, f.v.key, "%v", err)
+					p.Errf(f.V.Line, f.V.Key, "%v", err)
 				}
 				a.CARoot = s
 			}
 		case "agree_terms":
-			if b, ok := p.boolean(f.v); ok {
+			if b, ok := p.Bool(f.V); ok {
 				a.AgreeTerms = b
 			}
 		case "storage":
-			if s, ok := p.str(f.v); ok {
+			if s, ok := p.Str(f.V); ok {
 				if s == "" {
-					p.errf(f.v.line, f.v.key, "must not be empty")
+					p.Errf(f.V.Line, f.V.Key, "must not be empty")
 				}
 				a.Storage = s
 			}
 		}
 	}
 	if !a.AgreeTerms {
-		key := join(v.key, "agree_terms")
-		p.errf(p.firstLine(key, v.key), key, "must be true: set it to agree to the ACME CA's terms of service (wsgate never agrees for you)")
+		key := yamlwalk.Join(v.Key, "agree_terms")
+		p.Errf(p.firstLine(key, v.Key), key, "must be true: set it to agree to the ACME CA's terms of service (wsgate never agrees for you)")
 	}
-	if _, ok := p.lines[join(v.key, "email")]; !ok {
-		p.errf(v.line, join(v.key, "email"), "required: the ACME CA sends expiry and account notices there")
+	if _, ok := p.Lines[yamlwalk.Join(v.Key, "email")]; !ok {
+		p.Errf(v.Line, yamlwalk.Join(v.Key, "email"), "required: the ACME CA sends expiry and account notices there")
 	}
 	return a
 }
@@ -112,38 +113,38 @@ func validEmail(s string) bool {
 func checkACMECA(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
-		return fmt.Errorf("bad ACME directory URL %q: want https://host/path", clip(s))
+		return fmt.Errorf("bad ACME directory URL %q: want https://host/path", yamlwalk.Clip(s))
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !isLoopbackHost(u.Hostname()) {
-			return fmt.Errorf("ACME directory URL %q must use https (http is allowed only for localhost test CAs)", clip(s))
+			return fmt.Errorf("ACME directory URL %q must use https (http is allowed only for localhost test CAs)", yamlwalk.Clip(s))
 		}
 	default:
-		return fmt.Errorf("bad ACME directory URL %q: want https://host/path", clip(s))
+		return fmt.Errorf("bad ACME directory URL %q: want https://host/path", yamlwalk.Clip(s))
 	}
 	return nil
 }
 
-func (p *parser) certificate(v val) (CertFile, bool) {
+func (p *parser) certificate(v yamlwalk.Val) (CertFile, bool) {
 	var c CertFile
-	if n := deref(v.n); n == nil || n.Kind != yaml.MappingNode {
-		p.errf(v.line, v.key, "want a mapping {cert: FILE, key: FILE}, got %s", describe(v.n))
+	if n := yamlwalk.Deref(v.N); n == nil || n.Kind != yaml.MappingNode {
+		p.Errf(v.Line, v.Key, "want a mapping {cert: FILE, key: FILE}, got %s", yamlwalk.Describe(v.N))
 		return c, false
 	}
 	ok := true
-	for _, f := range p.fields(v, certKeys) {
-		switch f.name {
+	for _, f := range p.Fields(v, certKeys) {
+		switch f.Name {
 		case "cert":
-			c.Cert, _ = p.str(f.v)
+			c.Cert, _ = p.Str(f.V)
 		case "key":
-			c.Key, _ = p.str(f.v)
+			c.Key, _ = p.Str(f.V)
 		}
 	}
 	for _, k := range []struct{ name, val string }{{"cert", c.Cert}, {"key", c.Key}} {
 		if k.val == "" {
-			p.errf(v.line, join(v.key, k.name), "required: a PEM file")
+			p.Errf(v.Line, yamlwalk.Join(v.Key, k.name), "required: a PEM file")
 			ok = false
 		}
 	}
@@ -152,29 +153,29 @@ func (p *parser) certificate(v val) (CertFile, bool) {
 	}
 	certPEM, err := readSmallFile(c.Cert)
 	if err != nil {
-		p.errf(p.firstLine(join(v.key, "cert")), join(v.key, "cert"), "%v", err)
+		p.Errf(p.firstLine(yamlwalk.Join(v.Key, "cert")), yamlwalk.Join(v.Key, "cert"), "%v", err)
 		return c, false
 	}
 	keyPEM, err := readSmallFile(c.Key)
 	if err != nil {
-		p.errf(p.firstLine(join(v.key, "key")), join(v.key, "key"), "%v", err)
+		p.Errf(p.firstLine(yamlwalk.Join(v.Key, "key")), yamlwalk.Join(v.Key, "key"), "%v", err)
 		return c, false
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		p.errf(v.line, v.key, "cannot load %s and %s as a certificate and key: %v", c.Cert, c.Key, err)
+		p.Errf(v.Line, v.Key, "cannot load %s and %s as a certificate and key: %v", c.Cert, c.Key, err)
 		return c, false
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
-		p.errf(v.line, v.key, "cannot parse certificate %s: %v", c.Cert, err)
+		p.Errf(v.Line, v.Key, "cannot parse certificate %s: %v", c.Cert, err)
 		return c, false
 	}
 	now := time.Now()
 	if now.After(leaf.NotAfter) {
-		p.warnf(v.line, v.key, "certificate %s expired on %s", c.Cert, leaf.NotAfter.Format(time.DateOnly))
+		p.Warnf(v.Line, v.Key, "certificate %s expired on %s", c.Cert, leaf.NotAfter.Format(time.DateOnly))
 	} else if now.Before(leaf.NotBefore) {
-		p.warnf(v.line, v.key, "certificate %s is not valid before %s", c.Cert, leaf.NotBefore.Format(time.DateOnly))
+		p.Warnf(v.Line, v.Key, "certificate %s is not valid before %s", c.Cert, leaf.NotBefore.Format(time.DateOnly))
 	}
 	info := certInfo{}
 	for _, n := range leaf.DNSNames {
@@ -188,7 +189,7 @@ func (p *parser) certificate(v val) (CertFile, bool) {
 		}
 	}
 	if len(info.names) == 0 && len(info.ips) == 0 {
-		p.warnf(v.line, v.key, "certificate %s names no host (no subject alternative names)", c.Cert)
+		p.Warnf(v.Line, v.Key, "certificate %s names no host (no subject alternative names)", c.Cert)
 	}
 	p.certs = append(p.certs, info)
 	return c, true
@@ -233,20 +234,20 @@ func checkPEMCerts(path string) error {
 	return nil
 }
 
-func (p *parser) logBlock(v val, l *LogConfig) {
-	p.accept(v)
-	for _, f := range p.fields(v, logKeys) {
-		switch f.name {
+func (p *parser) logBlock(v yamlwalk.Val, l *LogConfig) {
+	p.Accept(v)
+	for _, f := range p.Fields(v, logKeys) {
+		switch f.Name {
 		case "level":
-			if s, ok := p.oneOf(f.v, "debug", "info", "warn", "error"); ok {
+			if s, ok := p.OneOf(f.V, "debug", "info", "warn", "error"); ok {
 				l.Level = s
 			}
 		case "format":
-			if s, ok := p.oneOf(f.v, "json", "console"); ok {
+			if s, ok := p.OneOf(f.V, "json", "console"); ok {
 				l.Format = s
 			}
 		case "access":
-			if b, ok := p.boolean(f.v); ok {
+			if b, ok := p.Bool(f.V); ok {
 				l.Access = b
 			}
 		}
@@ -256,26 +257,26 @@ func (p *parser) logBlock(v val, l *LogConfig) {
 func (p *parser) checkTLS(cfg *Config) {
 	t := &cfg.TLS
 	if !cfg.TLSEnabled() {
-		if _, ok := p.lines["tls"]; ok && (t.ACME != nil || len(t.Certificates) > 0) {
-			p.warnf(p.lines["tls"], "tls", "server.tls_listen is not set: TLS is off and this block is unused")
+		if _, ok := p.Lines["tls"]; ok && (t.ACME != nil || len(t.Certificates) > 0) {
+			p.Warnf(p.Lines["tls"], "tls", "server.tls_listen is not set: TLS is off and this block is unused")
 		}
 		for _, r := range cfg.Routes {
 			if r.AllowPlain {
 				key := r.key + ".allow_plain"
-				p.warnf(p.lines[key], key, "has no effect without TLS (server.tls_listen): plain ws:// is all there is")
+				p.Warnf(p.Lines[key], key, "has no effect without TLS (server.tls_listen): plain ws:// is all there is")
 			}
 		}
 		return
 	}
 	tlsLine := p.firstLine("server.tls_listen")
 	if t.ACME == nil && len(t.Certificates) == 0 {
-		if p.certsOK || p.lines["tls"] == 0 {
-			p.errf(tlsLine, "server.tls_listen", "TLS is on but there is no certificate: add tls.certificates or tls.acme")
+		if p.certsOK || p.Lines["tls"] == 0 {
+			p.Errf(tlsLine, "server.tls_listen", "TLS is on but there is no certificate: add tls.certificates or tls.acme")
 		}
 		return
 	}
 	if t.ACME != nil && cfg.Server.Listen == "" {
-		p.warnf(p.lines["tls.acme"], "tls.acme", "server.listen is off: only TLS-ALPN-01 challenges can be answered, and plain requests are not redirected to https")
+		p.Warnf(p.Lines["tls.acme"], "tls.acme", "server.listen is off: only TLS-ALPN-01 challenges can be answered, and plain requests are not redirected to https")
 	}
 	if !p.certsOK {
 		return // coverage would only repeat the certificate errors
@@ -291,21 +292,21 @@ func (p *parser) checkTLS(cfg *Config) {
 		switch {
 		case strings.HasPrefix(r.Host, "*."):
 			if !covered {
-				p.errf(line, key, "wildcard host %q needs a static certificate for %q in tls.certificates (ACME cannot issue wildcards over HTTP-01)", r.Host, r.Host)
+				p.Errf(line, key, "wildcard host %q needs a static certificate for %q in tls.certificates (ACME cannot issue wildcards over HTTP-01)", r.Host, r.Host)
 			}
 		case covered:
 		case t.ACME != nil:
 			if _, err := netip.ParseAddr(r.Host); err == nil {
-				p.warnf(line, key, "no static certificate covers the IP address %s, and ACME is not asked for IP certificates", r.Host)
+				p.Warnf(line, key, "no static certificate covers the IP address %s, and ACME is not asked for IP certificates", r.Host)
 			} else {
 				exact++
 			}
 		default:
-			p.warnf(line, key, "no static certificate covers %q: TLS handshakes for it will fail", r.Host)
+			p.Warnf(line, key, "no static certificate covers %q: TLS handshakes for it will fail", r.Host)
 		}
 	}
 	if t.ACME != nil && exact == 0 {
-		p.warnf(p.lines["tls.acme"], "tls.acme", "no route has an exact host that needs a certificate: ACME will not request any")
+		p.Warnf(p.Lines["tls.acme"], "tls.acme", "no route has an exact host that needs a certificate: ACME will not request any")
 	}
 }
 
