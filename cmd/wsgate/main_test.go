@@ -22,11 +22,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+	"wsgate/internal/testutil"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/sys/unix"
@@ -222,22 +222,7 @@ func (p *gatewayProc) logged(t *testing.T, msg string) string {
 }
 
 // syncWriter collects output written from another goroutine.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
+type syncWriter = testutil.LogBuffer
 
 // wait waits up to d for the process to exit and returns its exit code.
 func (p *gatewayProc) wait(t *testing.T, d time.Duration) int {
