@@ -195,3 +195,5 @@ func (rl *routeLimits) forSession(key netip.Addr) *relay.Limits {
 	l.Frames, l.Messages, l.Bytes = bucket(c.Frames), bucket(c.Messages), bucket(c.Bytes)
 	return l
 }
+
+var _ relay.Counter = (*limitHit)(nil)

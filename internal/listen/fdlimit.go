@@ -189,3 +189,5 @@ func (l *pacedListener) Close() error {
 	l.once.Do(func() { close(l.closed) })
 	return l.Listener.Close()
 }
+
+var _ net.Listener = (*pacedListener)(nil)

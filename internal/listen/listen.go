@@ -431,7 +431,10 @@ func httpRefusal(b []byte) (status int, reason string, ok bool) {
 	return status, "malformed request (" + strings.ToValidUTF8(body, "?") + "): connection closed", true
 }
 
-var _ net.Conn = (*gateConn)(nil)
+var (
+	_ net.Conn     = (*gateConn)(nil)
+	_ net.Listener = (*gateListener)(nil)
+)
 
 // ConnState is the WebSocket servers' http.Server.ConnState hook.
 func ConnState(nc net.Conn, st http.ConnState) {
