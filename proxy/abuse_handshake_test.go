@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 	"wsgate/internal/config"
+	"wsgate/internal/wstest"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -22,28 +23,28 @@ func TestLimitHandshakesRetryAfter(t *testing.T) {
 	up := echoUpstream(t)
 	gw := startGateway(t, limitYAML(up.URL, "{handshakes: {rate: 1/m, burst: 2}}"))
 	for i := 0; i < 2; i++ {
-		a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
-		expectStatus(t, a, 101, fmt.Sprintf("handshake %d", i+1))
-		a.peer.echoOnce("hi")
+		a := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil)
+		wstest.ExpectStatus(t, a, 101, fmt.Sprintf("handshake %d", i+1))
+		a.Peer.EchoOnce("hi")
 	}
 	dials := up.Count()
-	a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
-	expectStatus(t, a, http.StatusTooManyRequests, "third handshake")
+	a := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil)
+	wstest.ExpectStatus(t, a, http.StatusTooManyRequests, "third handshake")
 	// One token per minute, none left: the next is 60s away (less the
 	// milliseconds since the last one), rounded up to whole seconds.
 	// On a loaded machine a second may pass between the handshakes: 59 is
 	// then the truthful answer.
-	if got := a.resp.Header.Get("Retry-After"); got != "60" && got != "59" {
+	if got := a.Resp.Header.Get("Retry-After"); got != "60" && got != "59" {
 		t.Errorf("Retry-After %q, want 60 (or 59)", got)
 	}
-	if !strings.Contains(a.body, "too many handshakes") {
-		t.Errorf("body %q", a.body)
+	if !strings.Contains(a.Body, "too many handshakes") {
+		t.Errorf("body %q", a.Body)
 	}
 	if up.Count() != dials {
 		t.Error("a rate-limited handshake reached the upstream")
 	}
 	// Per client address: another address has its own bucket.
-	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.3", nil), 101, "other address")
+	wstest.ExpectStatus(t, wstest.MustHandshake(t, gw.Addr, "127.0.0.3", nil), 101, "other address")
 	if n := rateHits(gw.Gateway, "relay", "handshakes"); n != 1 {
 		t.Errorf("wsgate_rate_limited_total{kind=handshakes} = %v, want 1", n)
 	}
@@ -60,10 +61,10 @@ func TestLimitHandshakesRetryAfterFractional(t *testing.T) {
 	// a loaded machine.
 	for _, c := range []struct{ rate, want, orLess string }{{"2/s", "1", "1"}, {"40/h", "90", "89"}} {
 		gw := startGateway(t, limitYAML(up.URL, "{handshakes: {rate: "+c.rate+", burst: 1}}"))
-		expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, c.rate+" first")
-		a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
-		expectStatus(t, a, 429, c.rate+" second")
-		if got := a.resp.Header.Get("Retry-After"); got != c.want && got != c.orLess {
+		wstest.ExpectStatus(t, wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, c.rate+" first")
+		a := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil)
+		wstest.ExpectStatus(t, a, 429, c.rate+" second")
+		if got := a.Resp.Header.Get("Retry-After"); got != c.want && got != c.orLess {
 			t.Errorf("rate %s: Retry-After %q, want %s", c.rate, got, c.want)
 		}
 		gw.stop()
@@ -73,27 +74,27 @@ func TestLimitHandshakesRetryAfterFractional(t *testing.T) {
 func TestLimitConnectionsPerIP(t *testing.T) {
 	up := echoUpstream(t)
 	gw := startGateway(t, limitYAML(up.URL, "{connections_per_ip: 2}"))
-	a1 := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
-	a2 := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
-	expectStatus(t, a1, 101, "first")
-	expectStatus(t, a2, 101, "second")
-	a3 := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
-	expectStatus(t, a3, http.StatusTooManyRequests, "third session from one address")
-	if !strings.Contains(a3.body, "too many connections") {
-		t.Errorf("body %q", a3.body)
+	a1 := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil)
+	a2 := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil)
+	wstest.ExpectStatus(t, a1, 101, "first")
+	wstest.ExpectStatus(t, a2, 101, "second")
+	a3 := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil)
+	wstest.ExpectStatus(t, a3, http.StatusTooManyRequests, "third session from one address")
+	if !strings.Contains(a3.Body, "too many connections") {
+		t.Errorf("body %q", a3.Body)
 	}
-	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.3", nil), 101, "other address")
+	wstest.ExpectStatus(t, wstest.MustHandshake(t, gw.Addr, "127.0.0.3", nil), 101, "other address")
 	// A session that ends frees its slot.
-	a1.peer.sendClose(1000, "")
-	a1.peer.expectClose(1000, "")
+	a1.Peer.SendClose(1000, "")
+	a1.Peer.ExpectClose(1000, "")
 	deadline := time.Now().Add(relayIO)
 	for {
-		a := mustHandshake(t, gw.Addr, "127.0.0.2", nil)
-		if a.status() == 101 {
+		a := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil)
+		if a.Status() == 101 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slot not freed: %d", a.status())
+			t.Fatalf("slot not freed: %d", a.Status())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -112,27 +113,27 @@ func TestLimitMaxConnectionsExact(t *testing.T) {
 	gw := startGateway(t, relayYAML(slow.URL, "server.max_connections", "3"))
 	const n = 12
 	var wg sync.WaitGroup
-	res := make([]wsAttempt, n)
+	res := make([]wstest.Attempt, n)
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res[i] = mustHandshake(t, gw.Addr, fmt.Sprintf("127.0.0.%d", 2+i%4), nil)
+			res[i] = wstest.MustHandshake(t, gw.Addr, fmt.Sprintf("127.0.0.%d", 2+i%4), nil)
 		}()
 	}
 	wg.Wait()
 	ok, busy := 0, 0
 	for _, a := range res {
-		switch a.status() {
+		switch a.Status() {
 		case 101:
 			ok++
 		case 503:
 			busy++
-			if a.resp.Header.Get("Retry-After") == "" {
+			if a.Resp.Header.Get("Retry-After") == "" {
 				t.Error("503 without Retry-After")
 			}
 		default:
-			t.Errorf("status %d %q", a.status(), a.body)
+			t.Errorf("status %d %q", a.Status(), a.Body)
 		}
 	}
 	if ok != 3 || busy != n-3 {
@@ -164,7 +165,7 @@ func TestLimitOriginsExactAndWildcard(t *testing.T) {
 		if c.origin != "" {
 			extra = []string{"Origin: " + c.origin}
 		}
-		expectStatus(t, mustHandshake(t, gw.Addr, "", nil, extra...), c.want, "Origin "+c.origin)
+		wstest.ExpectStatus(t, wstest.MustHandshake(t, gw.Addr, "", nil, extra...), c.want, "Origin "+c.origin)
 	}
 }
 
@@ -220,8 +221,8 @@ func TestLimitStateSurvivesReload(t *testing.T) {
 	up := echoUpstream(t)
 	yaml := limitYAML(up.URL, "{handshakes: {rate: 1/m, burst: 1}}")
 	gw := startGateway(t, yaml)
-	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, "first")
-	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 429, "second")
+	wstest.ExpectStatus(t, wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, "first")
+	wstest.ExpectStatus(t, wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil), 429, "second")
 	reload := func(text string) {
 		t.Helper()
 		cfg, err := config.Parse("test.yaml", []byte(text))
@@ -233,9 +234,9 @@ func TestLimitStateSurvivesReload(t *testing.T) {
 		}
 	}
 	reload(yaml + "  - name: other\n    path: /other\n    upstreams: [\"builtin:echo\"]\n")
-	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 429, "after a reload with the same limits")
+	wstest.ExpectStatus(t, wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil), 429, "after a reload with the same limits")
 	reload(limitYAML(up.URL, "{handshakes: {rate: 2/m, burst: 1}}"))
-	expectStatus(t, mustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, "after a reload that changed the rate")
+	wstest.ExpectStatus(t, wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil), 101, "after a reload that changed the rate")
 }
 
 // TestLimitTrustedProxyClientAddress: behind a trusted proxy, the client
@@ -261,8 +262,8 @@ func TestLimitTrustedProxyClientAddress(t *testing.T) {
 		{"untrusted-again", "127.0.0.2", "X-Forwarded-For: 198.51.100.4", 429, "127.0.0.2", ""},
 	} {
 		before := up.Count()
-		a := mustHandshake(t, gw.Addr, c.local, nil, c.header)
-		expectStatus(t, a, c.want, c.name)
+		a := wstest.MustHandshake(t, gw.Addr, c.local, nil, c.header)
+		wstest.ExpectStatus(t, a, c.want, c.name)
 		if c.want != 101 {
 			if len(gw.Logs.Lines(`"status":429`, `"client":"`+c.client+`"`)) == 0 {
 				t.Errorf("%s: no rejection logged for %s", c.name, c.client)
@@ -272,7 +273,7 @@ func TestLimitTrustedProxyClientAddress(t *testing.T) {
 		if got := up.Requests()[before].Header.Get("X-Forwarded-For"); got != c.xff {
 			t.Errorf("%s: X-Forwarded-For %q, want %q", c.name, got, c.xff)
 		}
-		a.peer.conn.Close()
+		a.Peer.Conn.Close()
 	}
 }
 

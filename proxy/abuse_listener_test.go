@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wsgate/internal/wstest"
 
 	"github.com/pires/go-proxyproto"
 )
@@ -48,7 +49,7 @@ func TestSlowlorisHandshakeTimeout(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				conn, err := dialFrom(a, gw.Addr)
+				conn, err := wstest.DialFrom(a, gw.Addr)
 				if err != nil {
 					results <- result{err: err}
 					return
@@ -82,13 +83,13 @@ func TestSlowlorisHandshakeTimeout(t *testing.T) {
 
 	// A normal client from another address during the attack.
 	time.Sleep(300 * time.Millisecond)
-	normal := dialRaw(t, gw.Addr, "/")
+	normal := wstest.DialRaw(t, gw.Addr, "/")
 	for i := range 5 {
-		normal.echoCheck(fmt.Sprint("during the attack ", i))
+		normal.EchoCheck(fmt.Sprint("during the attack ", i))
 		time.Sleep(200 * time.Millisecond)
 	}
-	normal.sendClose(1000, "")
-	normal.expectClose(1000, "")
+	normal.SendClose(1000, "")
+	normal.ExpectClose(1000, "")
 
 	wg.Wait()
 	close(results)
@@ -217,8 +218,8 @@ func TestProxyProtocolV1V2(t *testing.T) {
 		{"v2-local", "127.0.0.1", proxyV2(t, ""), 101}, // a health check: the TCP peer
 	} {
 		before := up.Count()
-		a := mustHandshake(t, gw.Addr, "", c.header)
-		expectStatus(t, a, c.want, c.name)
+		a := wstest.MustHandshake(t, gw.Addr, "", c.header)
+		wstest.ExpectStatus(t, a, c.want, c.name)
 		if c.want != 101 {
 			if lines := gw.Logs.Lines(`"status":429`, `"client":"`+c.client+`"`); len(lines) == 0 {
 				t.Errorf("%s: no rejection logged for client %s", c.name, c.client)
@@ -235,10 +236,10 @@ func TestProxyProtocolV1V2(t *testing.T) {
 		if got := r.Header.Get("Forwarded"); !strings.Contains(got, c.client) {
 			t.Errorf("%s: Forwarded %q, want for=%s", c.name, got, c.client)
 		}
-		a.peer.echoCheck("via " + c.name)
-		a.peer.sendClose(1000, "")
-		a.peer.expectClose(1000, "")
-		a.peer.conn.Close()
+		a.Peer.EchoCheck("via " + c.name)
+		a.Peer.SendClose(1000, "")
+		a.Peer.ExpectClose(1000, "")
+		a.Peer.Conn.Close()
 		m := sessionLog(t, gw, 1+countOK(i))
 		if m["client"] != c.client {
 			t.Errorf("%s: access log client %v, want %s", c.name, m["client"], c.client)
@@ -291,9 +292,9 @@ func TestProxyProtocolMissingOrGarbled(t *testing.T) {
 	if n := len(gw.Logs.Lines(`"event":"proxy_protocol"`)); n != 7 {
 		t.Errorf("%d proxy_protocol log lines, want 7:\n%s", n, gw.Logs.String())
 	}
-	a := mustHandshake(t, gw.Addr, "", proxyV1("192.0.2.44"))
-	expectStatus(t, a, http.StatusSwitchingProtocols, "a valid header after the bad ones")
-	a.peer.echoCheck("still serving")
+	a := wstest.MustHandshake(t, gw.Addr, "", proxyV1("192.0.2.44"))
+	wstest.ExpectStatus(t, a, http.StatusSwitchingProtocols, "a valid header after the bad ones")
+	a.Peer.EchoCheck("still serving")
 }
 
 // TestProxyProtocolPendingPerAddress: max_pending_per_ip counts the address
@@ -328,6 +329,6 @@ func TestProxyProtocolPendingPerAddress(t *testing.T) {
 		t.Errorf("third pending handshake answered %q, want closed", b)
 	}
 	c.Close()
-	a := mustHandshake(t, gw.Addr, "", proxyV1("203.0.113.2"))
-	expectStatus(t, a, 101, "another client behind the same load balancer")
+	a := wstest.MustHandshake(t, gw.Addr, "", proxyV1("203.0.113.2"))
+	wstest.ExpectStatus(t, a, 101, "another client behind the same load balancer")
 }

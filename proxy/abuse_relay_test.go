@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"wsgate/frame"
+	"wsgate/internal/wstest"
 )
 
 const rateReason = "client over rate limit"
@@ -22,17 +23,17 @@ const rateReason = "client over rate limit"
 // message, one frame, five bytes) and checks the rate-limit row of the close
 // table: 1008 to the client, intact, 1001 upstream, the access log and the
 // metric of kind.
-func limitViolation(t *testing.T, cfg []string, bad func(c *rawPeer), kind string) {
+func limitViolation(t *testing.T, cfg []string, bad func(c *wstest.Peer), kind string) {
 	t.Helper()
 	up := newGorillaUpstream(t, nil)
 	gw := startGateway(t, relayYAML(up.URL, cfg...))
-	c := dialRaw(t, gw.Addr, "/")
-	c.echoCheck("hello")
+	c := wstest.DialRaw(t, gw.Addr, "/")
+	c.EchoCheck("hello")
 	bad(c)
-	c.expectClose(1008, rateReason)
+	c.ExpectClose(1008, rateReason)
 	up.expectClose(t, 1001, rateReason)
-	c.sendClose(1008, "")
-	c.expectEOF(2 * time.Second)
+	c.SendClose(1008, "")
+	c.ExpectEOF(2 * time.Second)
 	expectLog(t, gw, "reason", "rate_limited", "closed_by", "gateway",
 		"client_close_code", "1008", "client_close_reason", rateReason,
 		"upstream_close_code", "1001", "upstream_close_reason", rateReason)
@@ -44,45 +45,45 @@ func limitViolation(t *testing.T, cfg []string, bad func(c *rawPeer), kind strin
 // TestLimitSessionClose: each per-session limit with on_exceed: close.
 func TestLimitSessionClose(t *testing.T) {
 	t.Parallel()
-	text := func(c *rawPeer, n int) {
+	text := func(c *wstest.Peer, n int) {
 		for i := range n {
-			c.send(true, frame.OpText, []byte(fmt.Sprint("m", i)))
+			c.Send(true, frame.OpText, []byte(fmt.Sprint("m", i)))
 		}
 	}
 	cases := []struct {
 		name string
 		cfg  []string
-		bad  func(c *rawPeer)
+		bad  func(c *wstest.Peer)
 		kind string
 	}{
 		{"messages", []string{"rate_limit", "{messages: {rate: 1/m, burst: 3}}"},
-			func(c *rawPeer) { text(c, 3) }, kindMessages},
+			func(c *wstest.Peer) { text(c, 3) }, kindMessages},
 		// A message is counted once, at its first frame: a fragmented
 		// message costs one token however many frames it has.
 		{"messages-fragmented", []string{"rate_limit", "{messages: {rate: 1/m, burst: 2}}"},
-			func(c *rawPeer) {
-				c.send(false, frame.OpText, []byte("a"))
-				c.send(false, frame.OpContinuation, []byte("b"))
-				c.send(true, frame.OpContinuation, []byte("c"))
+			func(c *wstest.Peer) {
+				c.Send(false, frame.OpText, []byte("a"))
+				c.Send(false, frame.OpContinuation, []byte("b"))
+				c.Send(true, frame.OpContinuation, []byte("c"))
 				text(c, 1)
 			}, kindMessages},
 		{"bytes", []string{"max_frame_bytes", "1KiB", "max_message_bytes", "4KiB",
 			"rate_limit", "{bytes: {rate: 1KiB/m, burst: 2KiB}}"},
-			func(c *rawPeer) {
-				c.send(true, frame.OpBinary, make([]byte, 1024))
-				c.send(true, frame.OpBinary, make([]byte, 1024)) // 5 + 2048 > 2 KiB
+			func(c *wstest.Peer) {
+				c.Send(true, frame.OpBinary, make([]byte, 1024))
+				c.Send(true, frame.OpBinary, make([]byte, 1024)) // 5 + 2048 > 2 KiB
 			}, kindBytes},
 		{"frames-pings", []string{"rate_limit", "{frames: {rate: 1/m, burst: 5}}"},
-			func(c *rawPeer) {
+			func(c *wstest.Peer) {
 				for range 5 {
-					c.send(true, frame.OpPing, nil)
+					c.Send(true, frame.OpPing, nil)
 				}
 			}, kindFrames},
 		{"frames-empty-continuations", []string{"rate_limit", "{frames: {rate: 1/m, burst: 5}}"},
-			func(c *rawPeer) {
-				c.send(false, frame.OpText, []byte("a"))
+			func(c *wstest.Peer) {
+				c.Send(false, frame.OpText, []byte("a"))
 				for range 4 {
-					c.send(false, frame.OpContinuation, nil)
+					c.Send(false, frame.OpContinuation, nil)
 				}
 			}, kindFrames},
 	}
@@ -101,27 +102,27 @@ func TestLimitMessagesPerIP(t *testing.T) {
 	t.Parallel()
 	up := newGorillaUpstream(t, nil)
 	gw := startGateway(t, limitYAML(up.URL, "{messages_per_ip: {rate: 1/m, burst: 4}}"))
-	a := mustHandshake(t, gw.Addr, "127.0.0.2", nil).peer
-	b := mustHandshake(t, gw.Addr, "127.0.0.2", nil).peer
-	other := mustHandshake(t, gw.Addr, "127.0.0.3", nil).peer
-	a.echoCheck("a1")
-	a.echoCheck("a2")
-	b.echoCheck("b1")
-	b.echoCheck("b2")
+	a := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil).Peer
+	b := wstest.MustHandshake(t, gw.Addr, "127.0.0.2", nil).Peer
+	other := wstest.MustHandshake(t, gw.Addr, "127.0.0.3", nil).Peer
+	a.EchoCheck("a1")
+	a.EchoCheck("a2")
+	b.EchoCheck("b1")
+	b.EchoCheck("b2")
 	for i := range 4 {
-		other.echoCheck(fmt.Sprint("o", i))
+		other.EchoCheck(fmt.Sprint("o", i))
 	}
-	b.send(true, frame.OpText, []byte("b3"))
-	b.expectClose(1008, rateReason)
-	b.sendClose(1008, "")
-	a.send(true, frame.OpText, []byte("a3"))
-	a.expectClose(1008, rateReason)
-	a.sendClose(1008, "")
+	b.Send(true, frame.OpText, []byte("b3"))
+	b.ExpectClose(1008, rateReason)
+	b.SendClose(1008, "")
+	a.Send(true, frame.OpText, []byte("a3"))
+	a.ExpectClose(1008, rateReason)
+	a.SendClose(1008, "")
 	if n := rateHits(gw.Gateway, "relay", kindMessagesPerIP); n != 2 {
 		t.Errorf("wsgate_rate_limited_total{kind=messages_per_ip} = %v, want 2", n)
 	}
-	other.sendClose(1000, "")
-	other.expectClose(1000, "reply:") // gorilla's reply
+	other.SendClose(1000, "")
+	other.ExpectClose(1000, "reply:") // gorilla's reply
 }
 
 // TestFloodEmptyFramesClose: a client flooding empty pings or empty
@@ -152,8 +153,8 @@ func TestFloodEmptyFramesClose(t *testing.T) {
 				closeTimeout = "3s" // time enough to read its answer, even under -race
 			}
 			gw := startGateway(t, limitYAML(up.URL, "{frames: {rate: 200/s, burst: 100}}", "close_timeout", closeTimeout))
-			c := dialRaw(t, gw.Addr, "/")
-			c.echoCheck("hello")
+			c := wstest.DialRaw(t, gw.Addr, "/")
+			c.EchoCheck("hello")
 			// Many frames per write: a flood, as fast as the socket takes it.
 			batch := bytes.Repeat(tc.flood, 512)
 			var stop atomic.Bool
@@ -161,7 +162,7 @@ func TestFloodEmptyFramesClose(t *testing.T) {
 			flooding := make(chan struct{})
 			go func() {
 				defer close(flooding)
-				if tc.first != nil && c.writeErr(tc.first) != nil {
+				if tc.first != nil && c.WriteErr(tc.first) != nil {
 					return
 				}
 				// One that answers floods a bounded amount: its Close can
@@ -172,14 +173,14 @@ func TestFloodEmptyFramesClose(t *testing.T) {
 				}
 				deadline := time.Now().Add(relayIO)
 				for !stop.Load() && time.Now().Before(deadline) && sent.Load() < limit {
-					if c.writeErr(batch) != nil {
+					if c.WriteErr(batch) != nil {
 						return
 					}
 					sent.Add(512)
 				}
 			}()
 			time.Sleep(200 * time.Millisecond) // flood before reading anything
-			code, reason, _ := c.readClose()   // pongs (from the upstream) come first
+			code, reason, _ := c.ReadClose()   // pongs (from the upstream) come first
 			got := time.Now()
 			if tc.answers {
 				stop.Store(true)
@@ -190,8 +191,8 @@ func TestFloodEmptyFramesClose(t *testing.T) {
 			}
 			up.expectClose(t, 1001, rateReason)
 			if tc.answers {
-				c.sendClose(1008, "")
-				c.expectEOF(3 * time.Second)
+				c.SendClose(1008, "")
+				c.ExpectEOF(3 * time.Second)
 			} else {
 				<-flooding
 				if el := time.Since(got); el > 2*time.Second {
@@ -212,18 +213,18 @@ func TestFloodPingsThrottle(t *testing.T) {
 	t.Parallel()
 	up := newGorillaUpstream(t, nil) // answers every ping
 	gw := startGateway(t, limitYAML(up.URL, "{frames: {rate: 100/s, burst: 10}, on_exceed: throttle}"))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	const n = 110
 	start := time.Now()
 	go func() {
 		for i := range n {
-			if c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpPing), []byte(fmt.Sprint(i)))) != nil {
+			if c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpPing), []byte(fmt.Sprint(i)))) != nil {
 				return
 			}
 		}
 	}()
 	for i := range n {
-		f := c.next()
+		f := c.Next()
 		if f.Opcode != frame.OpPong || string(f.Payload) != fmt.Sprint(i) {
 			t.Fatalf("frame %d: %v, want the pong %d", i, f, i)
 		}
@@ -232,12 +233,12 @@ func TestFloodPingsThrottle(t *testing.T) {
 	if el := time.Since(start); el < 800*time.Millisecond || el > 3*time.Second {
 		t.Errorf("%d pings took %v, want about 1s", n, el)
 	}
-	c.echoCheck("still here")
+	c.EchoCheck("still here")
 	if rateHits(gw.Gateway, "relay", kindFrames) < 1 {
 		t.Error("throttling not counted in wsgate_rate_limited_total")
 	}
-	c.sendClose(1000, "")
-	c.expectClose(1000, "reply:")
+	c.SendClose(1000, "")
+	c.ExpectClose(1000, "reply:")
 }
 
 // TestThrottleBytes is the throttle acceptance test: a client sending at ten
@@ -256,19 +257,19 @@ func TestThrottleBytes(t *testing.T) {
 	)
 	var got atomic.Int64
 	var upClosed atomic.Value
-	up := newRawUpstream(t, func(p *rawPeer) {
+	up := newRawUpstream(t, func(p *wstest.Peer) {
 		for {
-			f, err := p.read()
+			f, err := p.Read()
 			if err != nil {
 				upClosed.Store("error: " + err.Error())
 				return
 			}
 			switch f.Opcode {
 			case frame.OpPing:
-				_ = p.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPong}, f.Payload))
+				_ = p.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPong}, f.Payload))
 			case frame.OpClose:
 				upClosed.Store(fmt.Sprintf("close %x", f.Payload))
-				_ = p.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
+				_ = p.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
 				return
 			case frame.OpBinary:
 				got.Add(int64(len(f.Payload)))
@@ -282,7 +283,7 @@ func TestThrottleBytes(t *testing.T) {
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 
 	var clientClose atomic.Value
 	closed := make(chan struct{})
@@ -290,7 +291,7 @@ func TestThrottleBytes(t *testing.T) {
 	go func() { // the client's reader: answers keepalive pings
 		defer close(closed)
 		for {
-			f, err := c.read()
+			f, err := c.Read()
 			if isTimeout(err) && time.Since(start) < 3*T {
 				continue // the gateway has nothing to say while it throttles
 			}
@@ -300,7 +301,7 @@ func TestThrottleBytes(t *testing.T) {
 			}
 			switch f.Opcode {
 			case frame.OpPing:
-				_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpPong), f.Payload))
+				_ = c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpPong), f.Payload))
 			case frame.OpClose:
 				clientClose.Store(fmt.Sprintf("%d", int(f.Payload[0])<<8|int(f.Payload[1])))
 				return
@@ -320,8 +321,8 @@ func TestThrottleBytes(t *testing.T) {
 		for !stop.Load() {
 			owed := int64(time.Since(start).Seconds()*10*rateBps) + frameSize
 			for sent.Load() < owed && !stop.Load() {
-				out = frame.AppendFrame(out[:0], c.header(true, frame.OpBinary), payload)
-				if c.writeErr(out) != nil {
+				out = frame.AppendFrame(out[:0], c.Header(true, frame.OpBinary), payload)
+				if c.WriteErr(out) != nil {
 					return
 				}
 				sent.Add(frameSize)
@@ -371,6 +372,6 @@ func TestThrottleBytes(t *testing.T) {
 		t.Errorf("client got %v at shutdown, want Close 1001", v)
 	}
 	t.Logf("shutdown reached the throttled client in %v", time.Since(t0).Round(time.Millisecond))
-	c.sendClose(1001, "")
+	c.SendClose(1001, "")
 	expectLog(t, gw, "reason", "shutdown", "client_close_code", "1001")
 }

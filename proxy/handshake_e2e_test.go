@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,8 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"wsgate/frame"
 	"wsgate/handshake"
 	"wsgate/internal/echo"
+	"wsgate/internal/wstest"
 )
 
 // ioTimeout bounds every read and write of these tests.
@@ -295,73 +296,26 @@ func appendServerFrame(dst []byte, op byte, p []byte) []byte {
 	return append(dst, p...)
 }
 
+// peer is the shared test client on c's connection, for frames after the
+// 101.
+func (c *rawConn) peer(t testing.TB) *wstest.Peer {
+	return &wstest.Peer{T: t, Conn: c.Conn, BR: c.br, Client: true, Key: frame.NewKey()}
+}
+
 // send writes a masked final frame (client → gateway).
 func (c *rawConn) send(t testing.TB, op byte, p []byte) {
 	t.Helper()
-	key := [4]byte{0x37, 0xfa, 0x21, 0x3d}
-	b := []byte{0x80 | op}
-	switch {
-	case len(p) < 126:
-		b = append(b, 0x80|byte(len(p)))
-	case len(p) <= 0xffff:
-		b = append(b, 0x80|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(p)))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(len(p)))
-	}
-	b = append(b, key[:]...)
-	for i, x := range p {
-		b = append(b, x^key[i%4])
-	}
-	_ = c.SetWriteDeadline(time.Now().Add(ioTimeout))
-	if _, err := c.Write(b); err != nil {
-		t.Fatalf("write frame: %v", err)
-	}
+	c.peer(t).Send(true, frame.Opcode(op), p)
 }
 
 // recv reads one frame from the gateway, which must be final and unmasked.
 func (c *rawConn) recv(t testing.TB) (op byte, p []byte) {
 	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
-	op, p, err := readServerFrame(c.br)
-	if err != nil {
-		t.Fatalf("read frame: %v", err)
+	f := c.peer(t).Next()
+	if !f.Fin || f.Rsv != 0 || f.Masked {
+		t.Fatalf("unexpected frame %v (want FIN, no RSV, unmasked)", f)
 	}
-	return op, p
-}
-
-func readServerFrame(br *bufio.Reader) (byte, []byte, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		return 0, nil, err
-	}
-	if h[0]&0x80 == 0 || h[0]&0x70 != 0 || h[1]&0x80 != 0 {
-		return 0, nil, fmt.Errorf("unexpected frame header % x (want FIN, no RSV, unmasked)", h)
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		if _, err := io.ReadFull(br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = uint64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		if _, err := io.ReadFull(br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = binary.BigEndian.Uint64(b[:])
-	}
-	if n > 1<<20 {
-		return 0, nil, errors.New("frame too large for a test")
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(br, p); err != nil {
-		return 0, nil, err
-	}
-	return h[0] & 0x0f, p, nil
+	return byte(f.Opcode), f.Payload
 }
 
 // echoes checks that a message goes through the session and comes back.

@@ -38,6 +38,7 @@ import (
 	"wsgate/internal/echo"
 	"wsgate/internal/metrics"
 	"wsgate/internal/relay"
+	"wsgate/internal/wstest"
 )
 
 // ---- scraping ----
@@ -193,13 +194,13 @@ const (
 
 // sendEchoMessages sends echoMessages on p and checks the echo of each
 // frame.
-func sendEchoMessages(t testing.TB, p *rawPeer) {
+func sendEchoMessages(t testing.TB, p *wstest.Peer) {
 	t.Helper()
 	for _, m := range echoMessages {
-		p.send(m.fin, m.op, []byte(m.data))
+		p.Send(m.fin, m.op, []byte(m.data))
 	}
 	for _, m := range echoMessages {
-		f := p.next()
+		f := p.Next()
 		if f.Fin != m.fin || f.Opcode != m.op || string(f.Payload) != m.data {
 			t.Fatalf("echo: got %v, want fin=%v %v %q", f, m.fin, m.op, m.data)
 		}
@@ -208,11 +209,11 @@ func sendEchoMessages(t testing.TB, p *rawPeer) {
 
 // closeNormally runs the client's close handshake (1000 relayed both ways)
 // and waits for the gateway's FIN.
-func closeNormally(t testing.TB, p *rawPeer) {
+func closeNormally(t testing.TB, p *wstest.Peer) {
 	t.Helper()
-	p.sendClose(frame.CloseNormal, "bye")
-	p.expectClose(1000, "bye")
-	p.expectEOF(relayIO)
+	p.SendClose(frame.CloseNormal, "bye")
+	p.ExpectClose(1000, "bye")
+	p.ExpectEOF(relayIO)
 }
 
 // TestMetricsWorkload drives a scripted workload — sessions closed
@@ -224,14 +225,14 @@ func TestMetricsWorkload(t *testing.T) {
 	t.Parallel()
 	// An upstream that echoes one message, adds one of its own, and then
 	// drops its connection without a Close frame.
-	vanishing := newRawUpstream(t, func(p *rawPeer) {
-		f, err := p.read()
+	vanishing := newRawUpstream(t, func(p *wstest.Peer) {
+		f, err := p.Read()
 		if err != nil {
 			return
 		}
 		out := frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: f.Opcode}, f.Payload)
 		out = frame.AppendFrame(out, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("bye!"))
-		_ = p.writeErr(out)
+		_ = p.WriteErr(out)
 	})
 	greeter := newUpstream(t, "greeter", accept101(&opts101{greet: true}))
 	dead, dead2, dead3 := deadURL(t), deadURL(t), deadURL(t)
@@ -271,7 +272,7 @@ routes:
 	// Three sessions closed normally: 1000 relayed both ways.
 	const normal = 3
 	for range normal {
-		p := dialRaw(t, gw.Addr, "/echo")
+		p := wstest.DialRaw(t, gw.Addr, "/echo")
 		sendEchoMessages(t, p)
 		closeNormally(t, p)
 		want.started("echo")
@@ -283,16 +284,16 @@ routes:
 	// A client protocol error (an unmasked frame) after one good message:
 	// the client gets 1002, the upstream 1001.
 	{
-		p := dialRaw(t, gw.Addr, "/echo")
-		p.send(true, frame.OpText, []byte("hello"))
-		if f := p.next(); string(f.Payload) != "hello" {
+		p := wstest.DialRaw(t, gw.Addr, "/echo")
+		p.Send(true, frame.OpText, []byte("hello"))
+		if f := p.Next(); string(f.Payload) != "hello" {
 			t.Fatalf("echo: %v", f)
 		}
-		p.write(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("unmasked")))
-		if code, _, _ := p.readClose(); code != 1002 {
+		p.Write(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("unmasked")))
+		if code, _, _ := p.ReadClose(); code != 1002 {
 			t.Errorf("client protocol error: client got %d, want 1002", code)
 		}
-		p.conn.Close()
+		p.Conn.Close()
 		want.started("echo")
 		want.relayed("echo", metrics.DirClientToUpstream, 1, 5)
 		want.relayed("echo", metrics.DirUpstreamToClient, 1, 5)
@@ -302,18 +303,18 @@ routes:
 	// The upstream vanishes after two messages: the client gets
 	// upstream_failure_code (1014), the upstream no Close at all.
 	{
-		p := dialRaw(t, gw.Addr, "/gone")
-		p.send(true, frame.OpBinary, []byte("1234567"))
-		if f := p.next(); string(f.Payload) != "1234567" {
+		p := wstest.DialRaw(t, gw.Addr, "/gone")
+		p.Send(true, frame.OpBinary, []byte("1234567"))
+		if f := p.Next(); string(f.Payload) != "1234567" {
 			t.Fatalf("echo: %v", f)
 		}
-		if f := p.next(); string(f.Payload) != "bye!" {
+		if f := p.Next(); string(f.Payload) != "bye!" {
 			t.Fatalf("upstream's own message: %v", f)
 		}
-		if code, _, _ := p.readClose(); code != 1014 {
+		if code, _, _ := p.ReadClose(); code != 1014 {
 			t.Errorf("upstream gone: client got %d, want 1014", code)
 		}
-		p.conn.Close()
+		p.Conn.Close()
 		want.started("gone")
 		want.relayed("gone", metrics.DirClientToUpstream, 1, 7)
 		want.relayed("gone", metrics.DirUpstreamToClient, 2, 7+4)
@@ -325,17 +326,17 @@ routes:
 	// Two sessions left open, each after one message echoed (and one
 	// greeting from the greeter): they are active, and what they relayed so
 	// far is counted already.
-	var open []*rawPeer
+	var open []*wstest.Peer
 	for _, route := range []string{"echo", "greet"} {
-		p := dialRaw(t, gw.Addr, "/"+route)
+		p := wstest.DialRaw(t, gw.Addr, "/"+route)
 		if route == "greet" {
-			if f := p.next(); string(f.Payload) != "greeter" {
+			if f := p.Next(); string(f.Payload) != "greeter" {
 				t.Fatalf("greeting: %v", f)
 			}
 			want.relayed(route, metrics.DirUpstreamToClient, 1, len("greeter"))
 		}
-		p.send(true, frame.OpText, []byte("live"))
-		if f := p.next(); string(f.Payload) != "live" {
+		p.Send(true, frame.OpText, []byte("live"))
+		if f := p.Next(); string(f.Payload) != "live" {
 			t.Fatalf("echo: %v", f)
 		}
 		open = append(open, p)
@@ -457,19 +458,19 @@ func TestMetricsMonotonic(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range perClient {
-				p, err := dialRawErr(gw.Addr, "/echo")
+				p, err := wstest.DialRawErr(gw.Addr, "/echo")
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				p.t = t
-				p.send(true, frame.OpBinary, []byte("12345678"))
-				p.next()
+				p.T = t
+				p.Send(true, frame.OpBinary, []byte("12345678"))
+				p.Next()
 				// An empty Close: relayed as one, and counted as 1005
 				// (RFC 6455 §7.1.5: "no status code was present").
-				p.send(true, frame.OpClose, nil)
-				p.readClose()
-				p.conn.Close()
+				p.Send(true, frame.OpClose, nil)
+				p.ReadClose()
+				p.Conn.Close()
 			}
 		}()
 	}
@@ -500,7 +501,7 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 	t.Parallel()
 	gw := startAdminGateway(t, e2eHead+"routes:\n  - {name: echo, path: /echo, upstreams: [\"builtin:echo\"]}\n", false)
 	// Touch the vectors that appear only once used.
-	p := dialRaw(t, gw.Addr, "/echo")
+	p := wstest.DialRaw(t, gw.Addr, "/echo")
 	closeNormally(t, p)
 	exchange(t, gw.Addr, upgradeRequest(gw.Addr, "/nowhere"))
 	waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
@@ -688,8 +689,8 @@ func TestAccessLogFields(t *testing.T) {
 		t.Fatalf("subprotocol %q, want chat.v1", got)
 	}
 	_ = rc.SetDeadline(time.Time{})
-	p := &rawPeer{t: t, conn: rc.Conn, br: rc.br, client: true, key: frame.NewKey()}
-	if f := p.next(); string(f.Payload) != "greeter" {
+	p := &wstest.Peer{T: t, Conn: rc.Conn, BR: rc.br, Client: true, Key: frame.NewKey()}
+	if f := p.Next(); string(f.Payload) != "greeter" {
 		t.Fatalf("want the greeting, got %v", f)
 	}
 	// Client → upstream: 3 messages in 4 data frames, a ping (a frame, not
@@ -697,8 +698,8 @@ func TestAccessLogFields(t *testing.T) {
 	// (7 bytes), the same 4 data frames echoed, the pong and the Close
 	// reply: 7 frames, 4 messages.
 	sendEchoMessages(t, p)
-	p.send(true, frame.OpPing, []byte("are you there"))
-	if f := p.next(); f.Opcode != frame.OpPong || string(f.Payload) != "are you there" {
+	p.Send(true, frame.OpPing, []byte("are you there"))
+	if f := p.Next(); f.Opcode != frame.OpPong || string(f.Payload) != "are you there" {
 		t.Fatalf("want the pong, got %v", f)
 	}
 	time.Sleep(20 * time.Millisecond) // a duration the line must show
@@ -1097,10 +1098,10 @@ func benchLoad(in io.Reader, out io.Writer) error {
 		batch = frame.AppendFrame(batch, frame.Header{Fin: true, Opcode: frame.OpBinary, Masked: true, Key: frame.NewKey()}, payload)
 	}
 	frameLen := len(batch) / benchBatch
-	var peers []*rawPeer
+	var peers []*wstest.Peer
 	defer func() {
 		for _, p := range peers {
-			p.conn.Close()
+			p.Conn.Close()
 		}
 	}()
 	admin := "-"
@@ -1112,7 +1113,7 @@ func benchLoad(in io.Reader, out io.Writer) error {
 			admin = f[2]
 			n, _ := strconv.Atoi(f[3])
 			for range n {
-				p, err := dialRawErr(f[1], "/bench")
+				p, err := wstest.DialRawErr(f[1], "/bench")
 				if err != nil {
 					return err
 				}
@@ -1166,7 +1167,7 @@ func benchScraper(admin string, stop <-chan struct{}) int {
 
 // benchEcho sends n messages spread over peers, each peer writing batches
 // while it reads the echoes, and returns when every echo arrived.
-func benchEcho(peers []*rawPeer, n int, batch []byte, frameLen int) error {
+func benchEcho(peers []*wstest.Peer, n int, batch []byte, frameLen int) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*len(peers))
 	for i, p := range peers {
@@ -1179,7 +1180,7 @@ func benchEcho(peers []*rawPeer, n int, batch []byte, frameLen int) error {
 			defer wg.Done()
 			for sent := 0; sent < k; {
 				m := min(benchBatch, k-sent)
-				if _, err := p.conn.Write(batch[:m*frameLen]); err != nil {
+				if _, err := p.Conn.Write(batch[:m*frameLen]); err != nil {
 					errs <- err
 					return
 				}
@@ -1188,11 +1189,11 @@ func benchEcho(peers []*rawPeer, n int, batch []byte, frameLen int) error {
 		}()
 		go func() { // reader of the echoes
 			defer wg.Done()
-			_ = p.conn.SetReadDeadline(time.Now().Add(10 * time.Minute))
+			_ = p.Conn.SetReadDeadline(time.Now().Add(10 * time.Minute))
 			for range k {
-				h, err := frame.ReadHeader(p.br, frame.Rules{})
+				h, err := frame.ReadHeader(p.BR, frame.Rules{})
 				if err == nil {
-					_, err = p.br.Discard(int(h.Length))
+					_, err = p.BR.Discard(int(h.Length))
 				}
 				if err != nil {
 					errs <- err
@@ -1217,10 +1218,10 @@ func TestMetricsAppCloseCodesBounded(t *testing.T) {
 	const extra = 6
 	closeWith := func(code frame.CloseCode) {
 		t.Helper()
-		p := dialRaw(t, gw.Addr, "/echo")
-		p.sendClose(code, "x")
-		p.expectClose(int(code), "x")
-		p.conn.Close()
+		p := wstest.DialRaw(t, gw.Addr, "/echo")
+		p.SendClose(code, "x")
+		p.ExpectClose(int(code), "x")
+		p.Conn.Close()
 		// One session at a time: the bound keeps the first codes the
 		// gateway counts, and sessions opened in turn may end out of
 		// order unless each has ended before the next opens.

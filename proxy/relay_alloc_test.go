@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"wsgate/frame"
+	"wsgate/internal/wstest"
 )
 
 // allocYAML is the route of the allocation tests: production-like timers
@@ -149,13 +150,13 @@ type echoClient struct {
 // the frame it sends: payload as op, masked with a fixed key.
 func dialEchoClient(t testing.TB, addr string, op frame.Opcode, payload []byte) *echoClient {
 	t.Helper()
-	a := mustHandshake(t, addr, "", nil)
-	if a.peer == nil {
-		t.Fatalf("handshake: %d %s", a.status(), a.body)
+	a := wstest.MustHandshake(t, addr, "", nil)
+	if a.Peer == nil {
+		t.Fatalf("handshake: %d %s", a.Status(), a.Body)
 	}
-	conn := a.peer.conn
+	conn := a.Peer.Conn
 	// Large enough for a whole echoed frame in one read.
-	br := bufio.NewReaderSize(a.peer.br, 64<<10)
+	br := bufio.NewReaderSize(a.Peer.BR, 64<<10)
 	h := frame.Header{Fin: true, Opcode: op, Masked: true, Key: [4]byte{0x37, 0xfa, 0x21, 0x3d}}
 	return &echoClient{
 		conn:    conn,

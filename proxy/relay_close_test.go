@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"wsgate/frame"
+	"wsgate/internal/wstest"
 )
 
 // gorillaDial connects a gorilla/websocket client through gw.
@@ -85,17 +86,6 @@ func coderExpectClose(t testing.TB, c *coder.Conn, code int, reason string) {
 	}
 }
 
-// echoCheck sends a text message through a raw client and expects it back
-// from the echoing upstream: the session is up and relaying.
-func (p *rawPeer) echoCheck(msg string) {
-	p.t.Helper()
-	p.send(true, frame.OpText, []byte(msg))
-	f := p.next()
-	if f.Opcode != frame.OpText || string(f.Payload) != msg || f.Masked {
-		p.t.Fatalf("echo: got %v, want unmasked text %q", f, msg)
-	}
-}
-
 // Row: client sends Close(code, reason) with a legal code -> the upstream
 // gets Close(code, reason), the client gets the upstream's reply.
 func TestRelayCloseClientLegal(t *testing.T) {
@@ -132,14 +122,14 @@ func TestRelayCloseClientLegal1014(t *testing.T) {
 	t.Parallel()
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
-	c.sendClose(1014, "bye")
-	u.expectClose(1014, "bye")
-	u.sendClose(1014, "reply:bye")
-	u.conn.Close()
-	c.expectClose(1014, "reply:bye")
-	c.expectEOF(2 * time.Second)
+	c.SendClose(1014, "bye")
+	u.ExpectClose(1014, "bye")
+	u.SendClose(1014, "reply:bye")
+	u.Conn.Close()
+	c.ExpectClose(1014, "reply:bye")
+	c.ExpectEOF(2 * time.Second)
 	expectLog(t, gw, "reason", "normal", "closed_by", "client", "client_close_code", "1014",
 		"client_close_reason", "reply:bye", "upstream_close_code", "1014", "upstream_close_reason", "bye")
 }
@@ -166,15 +156,15 @@ func TestRelayCloseClientEmpty(t *testing.T) {
 		t.Parallel()
 		up := newGorillaUpstream(t, nil)
 		gw := startGateway(t, relayYAML(up.URL))
-		c := dialRaw(t, gw.Addr, "/")
-		c.echoCheck("hello")
-		c.send(true, frame.OpClose, nil)
+		c := wstest.DialRaw(t, gw.Addr, "/")
+		c.EchoCheck("hello")
+		c.Send(true, frame.OpClose, nil)
 		up.expectClose(t, websocket.CloseNoStatusReceived, "")
-		f := c.next()
+		f := c.Next()
 		if f.Opcode != frame.OpClose || len(f.Payload) != 0 || f.Masked {
 			t.Errorf("client got %v, want an empty unmasked Close", f)
 		}
-		c.expectEOF(2 * time.Second)
+		c.ExpectEOF(2 * time.Second)
 		expectLog(t, gw, "reason", "normal", "closed_by", "client", "client_close_code", "1005", "upstream_close_code", "1005")
 	})
 }
@@ -183,17 +173,17 @@ func TestRelayCloseClientEmpty(t *testing.T) {
 // then must get Close(code, reason); the (gorilla) upstream must get
 // Close(1001, reason); the gateway must end the client's TCP connection
 // with a FIN once the client answered.
-func clientViolation(t *testing.T, cfg []string, bad func(c *rawPeer), code int, reason, why string) {
+func clientViolation(t *testing.T, cfg []string, bad func(c *wstest.Peer), code int, reason, why string) {
 	t.Helper()
 	up := newGorillaUpstream(t, nil)
 	gw := startGateway(t, relayYAML(up.URL, cfg...))
-	c := dialRaw(t, gw.Addr, "/")
-	c.echoCheck("hello")
+	c := wstest.DialRaw(t, gw.Addr, "/")
+	c.EchoCheck("hello")
 	bad(c)
-	c.expectClose(code, reason)
+	c.ExpectClose(code, reason)
 	up.expectClose(t, 1001, reason)
-	c.sendClose(frame.CloseCode(code), "")
-	c.expectEOF(2 * time.Second)
+	c.SendClose(frame.CloseCode(code), "")
+	c.ExpectEOF(2 * time.Second)
 	expectLog(t, gw, "reason", why, "closed_by", "gateway",
 		"client_close_code", itoa(code), "client_close_reason", reason,
 		"upstream_close_code", "1001", "upstream_close_reason", reason)
@@ -206,13 +196,13 @@ func TestRelayCloseClientIllegalCode(t *testing.T) {
 	for _, code := range []frame.CloseCode{0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535} {
 		t.Run(itoa(code), func(t *testing.T) {
 			t.Parallel()
-			clientViolation(t, nil, func(c *rawPeer) { c.sendClose(code, "x") },
+			clientViolation(t, nil, func(c *wstest.Peer) { c.SendClose(code, "x") },
 				1002, "client protocol error", "protocol_error")
 		})
 	}
 	t.Run("one-byte", func(t *testing.T) {
 		t.Parallel()
-		clientViolation(t, nil, func(c *rawPeer) { c.send(true, frame.OpClose, []byte{0x03}) },
+		clientViolation(t, nil, func(c *wstest.Peer) { c.Send(true, frame.OpClose, []byte{0x03}) },
 			1002, "client protocol error", "protocol_error")
 	})
 }
@@ -221,45 +211,45 @@ func TestRelayCloseClientIllegalCode(t *testing.T) {
 // fragmented control, continuation order) -> 1002 / 1001.
 func TestRelayCloseClientProtocolError(t *testing.T) {
 	t.Parallel()
-	raw := func(h frame.Header, p []byte) func(c *rawPeer) {
-		return func(c *rawPeer) {
+	raw := func(h frame.Header, p []byte) func(c *wstest.Peer) {
+		return func(c *wstest.Peer) {
 			if h.Masked {
 				h.Key = frame.NewKey()
 			}
-			c.write(frame.AppendFrame(nil, h, p))
+			c.Write(frame.AppendFrame(nil, h, p))
 		}
 	}
-	masked := func(fin bool, rsv uint8, op frame.Opcode, n int) func(c *rawPeer) {
+	masked := func(fin bool, rsv uint8, op frame.Opcode, n int) func(c *wstest.Peer) {
 		return raw(frame.Header{Fin: fin, Rsv: rsv, Opcode: op, Masked: true}, bytes.Repeat([]byte{'a'}, n))
 	}
-	seq := func(fs ...func(c *rawPeer)) func(c *rawPeer) {
-		return func(c *rawPeer) {
+	seq := func(fs ...func(c *wstest.Peer)) func(c *wstest.Peer) {
+		return func(c *wstest.Peer) {
 			for _, f := range fs {
 				f(c)
 			}
 		}
 	}
-	cases := map[string]func(c *rawPeer){
+	cases := map[string]func(c *wstest.Peer){
 		"unmasked-text":   raw(frame.Header{Fin: true, Opcode: frame.OpText}, []byte("hi")),
 		"unmasked-ping":   raw(frame.Header{Fin: true, Opcode: frame.OpPing}, []byte("hi")),
-		"unmasked-close":  raw(frame.Header{Fin: true, Opcode: frame.OpClose}, closePayload(1000, "")),
+		"unmasked-close":  raw(frame.Header{Fin: true, Opcode: frame.OpClose}, wstest.ClosePayload(1000, "")),
 		"rsv1":            masked(true, frame.Rsv1, frame.OpText, 2),
 		"rsv2":            masked(true, frame.Rsv2, frame.OpBinary, 2),
 		"rsv3":            masked(true, frame.Rsv3, frame.OpText, 0),
 		"rsv1-ping":       masked(true, frame.Rsv1, frame.OpPing, 0),
 		"ping-126":        masked(true, 0, frame.OpPing, 126),
 		"pong-126":        masked(true, 0, frame.OpPong, 126),
-		"close-126":       raw(frame.Header{Fin: true, Opcode: frame.OpClose, Masked: true}, closePayload(1000, strings.Repeat("a", 124))),
+		"close-126":       raw(frame.Header{Fin: true, Opcode: frame.OpClose, Masked: true}, wstest.ClosePayload(1000, strings.Repeat("a", 124))),
 		"ping-fragmented": masked(false, 0, frame.OpPing, 1),
-		"close-fragment":  raw(frame.Header{Opcode: frame.OpClose, Masked: true}, closePayload(1000, "")),
+		"close-fragment":  raw(frame.Header{Opcode: frame.OpClose, Masked: true}, wstest.ClosePayload(1000, "")),
 		"cont-no-start":   masked(true, 0, frame.OpContinuation, 2),
 		"cont-no-start-0": masked(false, 0, frame.OpContinuation, 0),
 		"text-in-text":    seq(masked(false, 0, frame.OpText, 2), masked(true, 0, frame.OpText, 2)),
 		"binary-in-text":  seq(masked(false, 0, frame.OpText, 2), masked(false, 0, frame.OpContinuation, 2), masked(true, 0, frame.OpBinary, 2)),
 		"text-in-binary":  seq(masked(false, 0, frame.OpBinary, 2), masked(true, 0, frame.OpPing, 1), masked(true, 0, frame.OpText, 2)),
 		"cont-after-fin":  seq(masked(false, 0, frame.OpText, 2), masked(true, 0, frame.OpContinuation, 2), masked(true, 0, frame.OpContinuation, 2)),
-		"non-minimal-len": func(c *rawPeer) { c.write([]byte{0x81, 0x80 | 126, 0, 5, 1, 2, 3, 4, 'a', 'b', 'c', 'd', 'e'}) },
-		"len-top-bit":     func(c *rawPeer) { c.write([]byte{0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3, 4}) },
+		"non-minimal-len": func(c *wstest.Peer) { c.Write([]byte{0x81, 0x80 | 126, 0, 5, 1, 2, 3, 4, 'a', 'b', 'c', 'd', 'e'}) },
+		"len-top-bit":     func(c *wstest.Peer) { c.Write([]byte{0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3, 4}) },
 	}
 	for op := frame.Opcode(3); op <= 0xF; op++ {
 		if op.IsReserved() {
@@ -279,21 +269,21 @@ func TestRelayCloseClientProtocolError(t *testing.T) {
 // frame reaches the upstream.
 func TestRelayCloseClientBadUTF8(t *testing.T) {
 	t.Parallel()
-	cases := map[string]func(c *rawPeer){
-		"single-frame": func(c *rawPeer) { c.send(true, frame.OpText, []byte("ok \xff ok")) },
-		"surrogate":    func(c *rawPeer) { c.send(true, frame.OpText, []byte("\xed\xa0\x80")) },
-		"overlong":     func(c *rawPeer) { c.send(true, frame.OpText, []byte("\xc0\xaf")) },
-		"truncated":    func(c *rawPeer) { c.send(true, frame.OpText, []byte("ok \xe2\x82")) },
-		"split-across-fragments": func(c *rawPeer) {
-			c.send(false, frame.OpText, []byte("euro \xe2\x82"))
-			c.send(false, frame.OpContinuation, nil)
-			c.send(true, frame.OpContinuation, []byte("\x28 bad"))
+	cases := map[string]func(c *wstest.Peer){
+		"single-frame": func(c *wstest.Peer) { c.Send(true, frame.OpText, []byte("ok \xff ok")) },
+		"surrogate":    func(c *wstest.Peer) { c.Send(true, frame.OpText, []byte("\xed\xa0\x80")) },
+		"overlong":     func(c *wstest.Peer) { c.Send(true, frame.OpText, []byte("\xc0\xaf")) },
+		"truncated":    func(c *wstest.Peer) { c.Send(true, frame.OpText, []byte("ok \xe2\x82")) },
+		"split-across-fragments": func(c *wstest.Peer) {
+			c.Send(false, frame.OpText, []byte("euro \xe2\x82"))
+			c.Send(false, frame.OpContinuation, nil)
+			c.Send(true, frame.OpContinuation, []byte("\x28 bad"))
 		},
-		"ends-inside-code-point": func(c *rawPeer) {
-			c.send(false, frame.OpText, []byte("euro \xe2"))
-			c.send(true, frame.OpContinuation, []byte("\x82"))
+		"ends-inside-code-point": func(c *wstest.Peer) {
+			c.Send(false, frame.OpText, []byte("euro \xe2"))
+			c.Send(true, frame.OpContinuation, []byte("\x82"))
 		},
-		"close-reason": func(c *rawPeer) { c.sendClose(1000, "bye \xc3\x28") },
+		"close-reason": func(c *wstest.Peer) { c.SendClose(1000, "bye \xc3\x28") },
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -308,18 +298,18 @@ func TestRelayCloseClientBadUTF8(t *testing.T) {
 func TestRelayCloseClientTooBig(t *testing.T) {
 	t.Parallel()
 	cfg := []string{"max_frame_bytes", "1KiB", "max_message_bytes", "4KiB"}
-	cases := map[string]func(c *rawPeer){
-		"frame": func(c *rawPeer) { c.send(true, frame.OpBinary, make([]byte, 1025)) },
+	cases := map[string]func(c *wstest.Peer){
+		"frame": func(c *wstest.Peer) { c.Send(true, frame.OpBinary, make([]byte, 1025)) },
 		// Only the header: the gateway must not wait for a payload.
-		"frame-header-only": func(c *rawPeer) {
-			c.write(frame.AppendHeader(nil, frame.Header{Fin: true, Opcode: frame.OpBinary, Masked: true, Length: 1 << 40}))
+		"frame-header-only": func(c *wstest.Peer) {
+			c.Write(frame.AppendHeader(nil, frame.Header{Fin: true, Opcode: frame.OpBinary, Masked: true, Length: 1 << 40}))
 		},
-		"message": func(c *rawPeer) {
-			c.send(false, frame.OpText, bytes.Repeat([]byte{'a'}, 1000))
+		"message": func(c *wstest.Peer) {
+			c.Send(false, frame.OpText, bytes.Repeat([]byte{'a'}, 1000))
 			for range 3 {
-				c.send(false, frame.OpContinuation, bytes.Repeat([]byte{'a'}, 1000))
+				c.Send(false, frame.OpContinuation, bytes.Repeat([]byte{'a'}, 1000))
 			}
-			c.send(true, frame.OpContinuation, bytes.Repeat([]byte{'a'}, 97)) // 4097 bytes in all
+			c.Send(true, frame.OpContinuation, bytes.Repeat([]byte{'a'}, 97)) // 4097 bytes in all
 		},
 	}
 	for name, bad := range cases {
@@ -354,19 +344,19 @@ func TestRelayCloseClientFloodLinger(t *testing.T) {
 			t.Parallel()
 			up := newGorillaUpstream(t, nil)
 			gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "16KiB", "max_message_bytes", "64KiB", "close_timeout", "500ms"))
-			c := dialRaw(t, gw.Addr, "/")
-			c.echoCheck("hello")
+			c := wstest.DialRaw(t, gw.Addr, "/")
+			c.EchoCheck("hello")
 			var stop atomic.Bool
 			var sent atomic.Int64
 			flooding := make(chan struct{})
 			go func() {
 				defer close(flooding)
-				if tc.first != nil && c.writeErr(tc.first) != nil {
+				if tc.first != nil && c.WriteErr(tc.first) != nil {
 					return
 				}
 				deadline := time.Now().Add(relayIO)
 				for !stop.Load() && time.Now().Before(deadline) {
-					if c.writeErr(tc.flood) != nil {
+					if c.WriteErr(tc.flood) != nil {
 						return
 					}
 					sent.Add(1)
@@ -374,7 +364,7 @@ func TestRelayCloseClientFloodLinger(t *testing.T) {
 			}()
 			// Let the flood run for a while before reading anything.
 			time.Sleep(200 * time.Millisecond)
-			code, reason, _ := c.readClose()
+			code, reason, _ := c.ReadClose()
 			got := time.Now()
 			if tc.answers {
 				stop.Store(true)
@@ -385,8 +375,8 @@ func TestRelayCloseClientFloodLinger(t *testing.T) {
 			}
 			up.expectClose(t, 1001, "client message too big")
 			if tc.answers {
-				c.sendClose(1009, "")
-				c.expectEOF(3 * time.Second)
+				c.SendClose(1009, "")
+				c.ExpectEOF(3 * time.Second)
 			} else {
 				// It never answers: the gateway gives up after close_timeout,
 				// even though data keeps arriving.
@@ -411,19 +401,19 @@ func TestRelayCloseClientGone(t *testing.T) {
 			t.Parallel()
 			up := newGorillaUpstream(t, nil)
 			gw := startGateway(t, relayYAML(up.URL))
-			c := dialRaw(t, gw.Addr, "/")
-			c.echoCheck("hello")
+			c := wstest.DialRaw(t, gw.Addr, "/")
+			c.EchoCheck("hello")
 			switch how {
 			case "fin":
-				c.conn.Close()
+				c.Conn.Close()
 			case "reset":
-				c.reset()
+				c.Reset()
 			case "mid-frame":
-				h := c.header(true, frame.OpText)
+				h := c.Header(true, frame.OpText)
 				h.Length = 100
-				c.write(frame.AppendHeader(nil, h))
-				c.write([]byte("abc"))
-				c.conn.Close()
+				c.Write(frame.AppendHeader(nil, h))
+				c.Write([]byte("abc"))
+				c.Conn.Close()
 			}
 			up.expectClose(t, 1001, "client gone")
 			expectLog(t, gw, "reason", "client_gone", "closed_by", "client",
@@ -507,15 +497,15 @@ func TestRelayCloseUpstreamGone(t *testing.T) {
 				cfg = []string{"server.upstream_failure_code", tc.failure}
 			}
 			gw := startGateway(t, relayYAML(up.URL, cfg...))
-			drop := func(u *rawPeer) {
+			drop := func(u *wstest.Peer) {
 				switch tc.how {
 				case "fin":
-					u.conn.Close()
+					u.Conn.Close()
 				case "reset":
-					u.reset()
+					u.Reset()
 				case "mid-frame":
-					u.write([]byte{0x81, 10, 'a', 'b'})
-					u.conn.Close()
+					u.Write([]byte{0x81, 10, 'a', 'b'})
+					u.Conn.Close()
 				}
 			}
 			if tc.failure == "1011" {
@@ -541,7 +531,7 @@ func TestRelayCloseUpstreamGone(t *testing.T) {
 // upstreamViolation runs one upstream-misbehaviour row: a raw upstream sends
 // bad; the (coder) client must get Close(1014, reason), the upstream
 // Close(code, reason).
-func upstreamViolation(t *testing.T, cfg []string, bad func(u *rawPeer), code int, reason, why string) {
+func upstreamViolation(t *testing.T, cfg []string, bad func(u *wstest.Peer), code int, reason, why string) {
 	t.Helper()
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, cfg...))
@@ -549,11 +539,11 @@ func upstreamViolation(t *testing.T, cfg []string, bad func(u *rawPeer), code in
 	u := recvPeer(t, ups)
 	bad(u)
 	coderExpectClose(t, c, 1014, reason)
-	u.expectClose(code, reason)
+	u.ExpectClose(code, reason)
 	// The client's reply to its own Close is not relayed: the upstream
 	// already has the gateway's.
-	u.sendClose(frame.CloseCode(code), "")
-	u.conn.Close()
+	u.SendClose(frame.CloseCode(code), "")
+	u.Conn.Close()
 	expectLog(t, gw, "reason", why, "closed_by", "gateway",
 		"client_close_code", "1014", "client_close_reason", reason,
 		"upstream_close_code", itoa(code), "upstream_close_reason", reason)
@@ -563,22 +553,22 @@ func upstreamViolation(t *testing.T, cfg []string, bad func(u *rawPeer), code in
 // control frame rules, continuation order) -> failure code / 1002.
 func TestRelayCloseUpstreamProtocolError(t *testing.T) {
 	t.Parallel()
-	raw := func(h frame.Header, p []byte) func(u *rawPeer) {
-		return func(u *rawPeer) { u.write(frame.AppendFrame(nil, h, p)) }
+	raw := func(h frame.Header, p []byte) func(u *wstest.Peer) {
+		return func(u *wstest.Peer) { u.Write(frame.AppendFrame(nil, h, p)) }
 	}
-	hdr := func(fin bool, rsv uint8, op frame.Opcode, n int) func(u *rawPeer) {
+	hdr := func(fin bool, rsv uint8, op frame.Opcode, n int) func(u *wstest.Peer) {
 		return raw(frame.Header{Fin: fin, Rsv: rsv, Opcode: op}, bytes.Repeat([]byte{'a'}, n))
 	}
-	seq := func(fs ...func(u *rawPeer)) func(u *rawPeer) {
-		return func(u *rawPeer) {
+	seq := func(fs ...func(u *wstest.Peer)) func(u *wstest.Peer) {
+		return func(u *wstest.Peer) {
 			for _, f := range fs {
 				f(u)
 			}
 		}
 	}
-	cases := map[string]func(u *rawPeer){
+	cases := map[string]func(u *wstest.Peer){
 		"masked-text":    raw(frame.Header{Fin: true, Opcode: frame.OpText, Masked: true, Key: frame.NewKey()}, []byte("hi")),
-		"masked-close":   raw(frame.Header{Fin: true, Opcode: frame.OpClose, Masked: true, Key: frame.NewKey()}, closePayload(1000, "")),
+		"masked-close":   raw(frame.Header{Fin: true, Opcode: frame.OpClose, Masked: true, Key: frame.NewKey()}, wstest.ClosePayload(1000, "")),
 		"rsv1":           hdr(true, frame.Rsv1, frame.OpText, 2),
 		"rsv3-pong":      hdr(true, frame.Rsv3, frame.OpPong, 0),
 		"opcode-3":       hdr(true, 0, 3, 0),
@@ -590,7 +580,7 @@ func TestRelayCloseUpstreamProtocolError(t *testing.T) {
 		"one-byte-close": raw(frame.Header{Fin: true, Opcode: frame.OpClose}, []byte{3}),
 	}
 	for _, code := range []frame.CloseCode{0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000} {
-		cases["close-"+itoa(code)] = raw(frame.Header{Fin: true, Opcode: frame.OpClose}, closePayload(code, ""))
+		cases["close-"+itoa(code)] = raw(frame.Header{Fin: true, Opcode: frame.OpClose}, wstest.ClosePayload(code, ""))
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -603,14 +593,14 @@ func TestRelayCloseUpstreamProtocolError(t *testing.T) {
 // Row: upstream protocol error, bad UTF-8 -> failure code / 1007.
 func TestRelayCloseUpstreamBadUTF8(t *testing.T) {
 	t.Parallel()
-	cases := map[string]func(u *rawPeer){
-		"single-frame": func(u *rawPeer) { u.send(true, frame.OpText, []byte("a\xffb")) },
-		"split-across-fragments": func(u *rawPeer) {
-			u.send(false, frame.OpText, []byte("\xf0\x9f"))
-			u.send(true, frame.OpContinuation, []byte("\x98\x28"))
+	cases := map[string]func(u *wstest.Peer){
+		"single-frame": func(u *wstest.Peer) { u.Send(true, frame.OpText, []byte("a\xffb")) },
+		"split-across-fragments": func(u *wstest.Peer) {
+			u.Send(false, frame.OpText, []byte("\xf0\x9f"))
+			u.Send(true, frame.OpContinuation, []byte("\x98\x28"))
 		},
-		"ends-inside-code-point": func(u *rawPeer) { u.send(true, frame.OpText, []byte("\xf0\x9f\x98")) },
-		"close-reason":           func(u *rawPeer) { u.sendClose(1000, "\xe2\x28\xa1") },
+		"ends-inside-code-point": func(u *wstest.Peer) { u.Send(true, frame.OpText, []byte("\xf0\x9f\x98")) },
+		"close-reason":           func(u *wstest.Peer) { u.SendClose(1000, "\xe2\x28\xa1") },
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -624,12 +614,12 @@ func TestRelayCloseUpstreamBadUTF8(t *testing.T) {
 func TestRelayCloseUpstreamTooBig(t *testing.T) {
 	t.Parallel()
 	cfg := []string{"max_frame_bytes", "1KiB", "max_message_bytes", "2KiB"}
-	cases := map[string]func(u *rawPeer){
-		"frame": func(u *rawPeer) { u.send(true, frame.OpBinary, make([]byte, 1025)) },
-		"message": func(u *rawPeer) {
-			u.send(false, frame.OpBinary, make([]byte, 1024))
-			u.send(false, frame.OpContinuation, make([]byte, 1024))
-			u.send(true, frame.OpContinuation, make([]byte, 1))
+	cases := map[string]func(u *wstest.Peer){
+		"frame": func(u *wstest.Peer) { u.Send(true, frame.OpBinary, make([]byte, 1025)) },
+		"message": func(u *wstest.Peer) {
+			u.Send(false, frame.OpBinary, make([]byte, 1024))
+			u.Send(false, frame.OpContinuation, make([]byte, 1024))
+			u.Send(true, frame.OpContinuation, make([]byte, 1))
 		},
 	}
 	for name, bad := range cases {
@@ -646,19 +636,19 @@ func TestRelayCloseUpstreamNoReply(t *testing.T) {
 	t.Parallel()
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, "close_timeout", "300ms"))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	start := time.Now()
-	c.sendClose(4321, "client bye")
-	u.expectClose(4321, "client bye")
+	c.SendClose(4321, "client bye")
+	u.ExpectClose(4321, "client bye")
 	// The upstream goes on sending data but never a Close.
-	u.send(true, frame.OpText, []byte("ignored"))
-	c.expectClose(4321, "client bye")
+	u.Send(true, frame.OpText, []byte("ignored"))
+	c.ExpectClose(4321, "client bye")
 	if el := time.Since(start); el < 250*time.Millisecond || el > 2*time.Second {
 		t.Errorf("echo after %v, want ~close_timeout (300ms)", el)
 	}
-	c.expectEOF(2 * time.Second)
-	u.expectEOF(2 * time.Second)
+	c.ExpectEOF(2 * time.Second)
+	u.ExpectEOF(2 * time.Second)
 	expectLog(t, gw, "reason", "normal", "closed_by", "client",
 		"client_close_code", "4321", "client_close_reason", "client bye", "upstream_close_code", "4321")
 }

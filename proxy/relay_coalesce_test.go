@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"wsgate/frame"
+	"wsgate/internal/wstest"
 )
 
 // A burst of pipelined frames, written by the client in one go, is relayed
@@ -15,31 +16,31 @@ import (
 // violation at the end of the burst is reported only after the frames
 // before it were delivered (RFC 6455 §5.4: frames are delivered in order).
 func TestRelayCoalescedBurst(t *testing.T) {
-	got := make(chan []rawFrame, 1)
-	up := newRawUpstream(t, func(u *rawPeer) {
-		var frames []rawFrame
+	got := make(chan []wstest.Frame, 1)
+	up := newRawUpstream(t, func(u *wstest.Peer) {
+		var frames []wstest.Frame
 		for {
-			f, err := u.read()
+			f, err := u.Read()
 			if err != nil {
 				got <- frames
 				return
 			}
 			frames = append(frames, f)
 			if f.Opcode == frame.OpClose {
-				u.write(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
+				u.Write(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
 				got <- frames
 				return
 			}
 		}
 	})
 	gw := startGateway(t, relayYAML(up.URL))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 
 	var burst []byte
-	var want []rawFrame
+	var want []wstest.Frame
 	add := func(fin bool, op frame.Opcode, payload []byte) {
-		burst = frame.AppendFrame(burst, c.header(fin, op), payload)
-		want = append(want, rawFrame{Header: frame.Header{Fin: fin, Opcode: op}, Payload: payload})
+		burst = frame.AppendFrame(burst, c.Header(fin, op), payload)
+		want = append(want, wstest.Frame{Header: frame.Header{Fin: fin, Opcode: op}, Payload: payload})
 	}
 	for i := 0; i < 300; i++ {
 		switch {
@@ -57,9 +58,9 @@ func TestRelayCoalescedBurst(t *testing.T) {
 	}
 	// The burst ends with an unmasked frame: a protocol error.
 	burst = frame.AppendFrame(burst, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("unmasked"))
-	c.write(burst)
+	c.Write(burst)
 
-	code, _, _ := c.readClose()
+	code, _, _ := c.ReadClose()
 	if code != 1002 {
 		t.Fatalf("client got close %d, want 1002", code)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/internal/relay"
+	"wsgate/internal/wstest"
 )
 
 // invalidCloses are Close payloads that are invalid whichever peer sends
@@ -38,20 +39,20 @@ var invalidCloses = []struct {
 	code    int
 }{
 	{"one-byte", []byte{0x03}, 1002},
-	{"reason-124-bytes", closePayload(1000, strings.Repeat("r", 124)), 1002},
-	{"reason-not-utf8", closePayload(1000, "bye \xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"), 1007},
-	{"code-0", closePayload(0, ""), 1002},
-	{"code-999", closePayload(999, ""), 1002},
-	{"code-1004", closePayload(1004, ""), 1002},
-	{"code-1005", closePayload(1005, ""), 1002},
-	{"code-1006", closePayload(1006, ""), 1002},
-	{"code-1015", closePayload(1015, ""), 1002},
-	{"code-1016", closePayload(1016, ""), 1002},
-	{"code-1100", closePayload(1100, ""), 1002},
-	{"code-2000", closePayload(2000, ""), 1002},
-	{"code-2999", closePayload(2999, ""), 1002},
-	{"code-5000", closePayload(5000, ""), 1002},
-	{"code-65535", closePayload(65535, ""), 1002},
+	{"reason-124-bytes", wstest.ClosePayload(1000, strings.Repeat("r", 124)), 1002},
+	{"reason-not-utf8", wstest.ClosePayload(1000, "bye \xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"), 1007},
+	{"code-0", wstest.ClosePayload(0, ""), 1002},
+	{"code-999", wstest.ClosePayload(999, ""), 1002},
+	{"code-1004", wstest.ClosePayload(1004, ""), 1002},
+	{"code-1005", wstest.ClosePayload(1005, ""), 1002},
+	{"code-1006", wstest.ClosePayload(1006, ""), 1002},
+	{"code-1015", wstest.ClosePayload(1015, ""), 1002},
+	{"code-1016", wstest.ClosePayload(1016, ""), 1002},
+	{"code-1100", wstest.ClosePayload(1100, ""), 1002},
+	{"code-2000", wstest.ClosePayload(2000, ""), 1002},
+	{"code-2999", wstest.ClosePayload(2999, ""), 1002},
+	{"code-5000", wstest.ClosePayload(5000, ""), 1002},
+	{"code-65535", wstest.ClosePayload(65535, ""), 1002},
 }
 
 // closedAtOnce is how soon after its answer the gateway must end the TCP
@@ -62,23 +63,23 @@ const closedAtOnce = time.Second
 // expectEndAfterClose reads p's Close frame (code), then checks that the
 // gateway ends the connection (FIN) within closedAtOnce of it, without p
 // sending anything more.
-func expectEndAfterClose(t *testing.T, p *rawPeer, code int) {
+func expectEndAfterClose(t *testing.T, p *wstest.Peer, code int) {
 	t.Helper()
-	got, _, _ := p.readClose()
+	got, _, _ := p.ReadClose()
 	answered := time.Now()
 	if got != code {
-		t.Errorf("%s got Close(%d), want %d", p.role(), got, code)
+		t.Errorf("%s got Close(%d), want %d", p.Role(), got, code)
 	}
-	_ = p.conn.SetReadDeadline(answered.Add(5 * time.Second))
+	_ = p.Conn.SetReadDeadline(answered.Add(5 * time.Second))
 	var buf [512]byte
 	for {
-		_, err := p.br.Read(buf[:])
+		_, err := p.BR.Read(buf[:])
 		if err == nil {
 			continue
 		}
 		if el := time.Since(answered); !errors.Is(err, io.EOF) || el > closedAtOnce {
 			t.Errorf("%s: connection ended with %v %v after the gateway's Close, want EOF within %v",
-				p.role(), err, el.Round(time.Millisecond), closedAtOnce)
+				p.Role(), err, el.Round(time.Millisecond), closedAtOnce)
 		}
 		return
 	}
@@ -91,9 +92,9 @@ func TestInvalidCloseFromClientEndsAtOnce(t *testing.T) {
 			t.Parallel()
 			up := newGorillaUpstream(t, nil)
 			gw := startGateway(t, relayYAML(up.URL, "close_timeout", "10s"))
-			c := dialRaw(t, gw.Addr, "/")
-			c.echoCheck("hello")
-			c.send(true, frame.OpClose, tc.payload)
+			c := wstest.DialRaw(t, gw.Addr, "/")
+			c.EchoCheck("hello")
+			c.Send(true, frame.OpClose, tc.payload)
 			expectEndAfterClose(t, c, tc.code)
 			up.expectClose(t, 1001, clientReason(tc.code))
 		})
@@ -107,15 +108,15 @@ func TestInvalidCloseFromUpstreamEndsAtOnce(t *testing.T) {
 			t.Parallel()
 			up, ups := rawUpstreamChan(t)
 			gw := startGateway(t, relayYAML(up.URL, "close_timeout", "10s"))
-			c := dialRaw(t, gw.Addr, "/")
+			c := wstest.DialRaw(t, gw.Addr, "/")
 			u := recvPeer(t, ups)
-			u.write(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, tc.payload))
+			u.Write(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, tc.payload))
 			expectEndAfterClose(t, u, tc.code)
 			// The client gets upstream_failure_code and completes its
 			// close handshake as usual.
-			c.expectClose(1014, upstreamReason(tc.code))
-			c.sendClose(1014, "")
-			c.expectEOF(2 * time.Second)
+			c.ExpectClose(1014, upstreamReason(tc.code))
+			c.SendClose(1014, "")
+			c.ExpectEOF(2 * time.Second)
 		})
 	}
 }
@@ -127,23 +128,23 @@ func TestInvalidCloseFromUpstreamEndsAtOnce(t *testing.T) {
 func TestClientErrorKeepsUpstreamEcho(t *testing.T) {
 	t.Parallel()
 	bad := map[string]struct {
-		frame  func(p *rawPeer) []byte
+		frame  func(p *wstest.Peer) []byte
 		code   int
 		reason string
 	}{
-		"rsv1": {func(p *rawPeer) []byte {
-			h := p.header(true, frame.OpText)
+		"rsv1": {func(p *wstest.Peer) []byte {
+			h := p.Header(true, frame.OpText)
 			h.Rsv = frame.Rsv1
 			return frame.AppendFrame(nil, h, []byte("x"))
 		}, 1002, "client protocol error"},
-		"unmasked": {func(p *rawPeer) []byte {
+		"unmasked": {func(p *wstest.Peer) []byte {
 			return frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("x"))
 		}, 1002, "client protocol error"},
-		"continuation-first": {func(p *rawPeer) []byte {
-			return frame.AppendFrame(nil, p.header(true, frame.OpContinuation), []byte("x"))
+		"continuation-first": {func(p *wstest.Peer) []byte {
+			return frame.AppendFrame(nil, p.Header(true, frame.OpContinuation), []byte("x"))
 		}, 1002, "client protocol error"},
-		"bad-utf8": {func(p *rawPeer) []byte {
-			return frame.AppendFrame(nil, p.header(true, frame.OpText), []byte("a\xffb"))
+		"bad-utf8": {func(p *wstest.Peer) []byte {
+			return frame.AppendFrame(nil, p.Header(true, frame.OpText), []byte("a\xffb"))
 		}, 1007, "client sent invalid UTF-8"},
 	}
 	for name, tc := range bad {
@@ -152,11 +153,11 @@ func TestClientErrorKeepsUpstreamEcho(t *testing.T) {
 			up := newGorillaUpstream(t, nil)
 			gw := startGateway(t, relayYAML(up.URL))
 			for i := range 50 {
-				c := dialRaw(t, gw.Addr, "/")
+				c := wstest.DialRaw(t, gw.Addr, "/")
 				msg := fmt.Sprintf("message %d", i)
-				b := frame.AppendFrame(nil, c.header(true, frame.OpText), []byte(msg))
-				c.write(append(b, tc.frame(c)...))
-				code, reason, before := c.readClose()
+				b := frame.AppendFrame(nil, c.Header(true, frame.OpText), []byte(msg))
+				c.Write(append(b, tc.frame(c)...))
+				code, reason, before := c.ReadClose()
 				if len(before) != 1 || string(before[0].Payload) != msg {
 					t.Fatalf("run %d: frames before the Close %v, want the echo of %q", i, before, msg)
 				}
@@ -164,8 +165,8 @@ func TestClientErrorKeepsUpstreamEcho(t *testing.T) {
 					t.Fatalf("run %d: Close(%d, %q), want Close(%d, %q)", i, code, reason, tc.code, tc.reason)
 				}
 				up.expectClose(t, 1001, tc.reason)
-				c.sendClose(frame.CloseCode(code), "")
-				c.expectEOF(2 * time.Second)
+				c.SendClose(frame.CloseCode(code), "")
+				c.ExpectEOF(2 * time.Second)
 			}
 		})
 	}
@@ -177,14 +178,14 @@ func TestClientErrorUpstreamNoReply(t *testing.T) {
 	t.Parallel()
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, "close_timeout", "300ms"))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	start := time.Now()
-	c.write(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("unmasked")))
-	u.expectClose(1001, "client protocol error")
+	c.Write(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("unmasked")))
+	u.ExpectClose(1001, "client protocol error")
 	// Data sent before the upstream saw our Close still goes through.
-	u.send(true, frame.OpText, []byte("in flight"))
-	code, _, before := c.readClose()
+	u.Send(true, frame.OpText, []byte("in flight"))
+	code, _, before := c.ReadClose()
 	if code != 1002 || len(before) != 1 || string(before[0].Payload) != "in flight" {
 		t.Errorf("client got %v then Close(%d), want the message then 1002", before, code)
 	}
@@ -198,32 +199,32 @@ func TestClientErrorUpstreamNoReply(t *testing.T) {
 // it with a close handshake and reports what was not clean: no echo, no
 // Close reply, or anything but a FIN after it, within 5 s.
 func churnSession(addr string, i int) error {
-	p, err := dialRawErr(addr, "/")
+	p, err := wstest.DialRawErr(addr, "/")
 	if err != nil {
 		return err
 	}
-	defer p.conn.Close()
-	_ = p.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer p.Conn.Close()
+	_ = p.Conn.SetDeadline(time.Now().Add(5 * time.Second))
 	msg := fmt.Appendf(nil, "churn %d", i)
 	if i%2 == 1 {
 		goto close // every other session closes right after its handshake
 	}
-	if _, err := p.conn.Write(frame.AppendFrame(nil, p.header(true, frame.OpText), msg)); err != nil {
+	if _, err := p.Conn.Write(frame.AppendFrame(nil, p.Header(true, frame.OpText), msg)); err != nil {
 		return err
 	}
-	if f, err := p.read(); err != nil || string(f.Payload) != string(msg) {
+	if f, err := p.Read(); err != nil || string(f.Payload) != string(msg) {
 		return fmt.Errorf("echo: %v %v", f, err)
 	}
 close:
-	if _, err := p.conn.Write(frame.AppendFrame(nil, p.header(true, frame.OpClose), closePayload(1000, "bye"))); err != nil {
+	if _, err := p.Conn.Write(frame.AppendFrame(nil, p.Header(true, frame.OpClose), wstest.ClosePayload(1000, "bye"))); err != nil {
 		return err
 	}
-	if f, err := p.read(); err != nil || f.Opcode != frame.OpClose {
+	if f, err := p.Read(); err != nil || f.Opcode != frame.OpClose {
 		return fmt.Errorf("no Close reply: %v %v", f, err)
 	}
-	_ = p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = p.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var buf [64]byte
-	if n, err := p.br.Read(buf[:]); !errors.Is(err, io.EOF) {
+	if n, err := p.BR.Read(buf[:]); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("after the Close reply: %d bytes, %v (want a FIN)", n, err)
 	}
 	return nil
@@ -256,7 +257,7 @@ func TestChurnCleanEnds(t *testing.T) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for range 2 {
-				c := dialRaw(t, gw.Addr, "/")
+				c := wstest.DialRaw(t, gw.Addr, "/")
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -267,11 +268,11 @@ func TestChurnCleanEnds(t *testing.T) {
 						default:
 						}
 						msg := fmt.Appendf(nil, "steady %d", i)
-						if err := c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpText), msg)); err != nil {
+						if err := c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpText), msg)); err != nil {
 							t.Errorf("echo workload: %v", err)
 							return
 						}
-						if f, err := c.read(); err != nil || string(f.Payload) != string(msg) {
+						if f, err := c.Read(); err != nil || string(f.Payload) != string(msg) {
 							t.Errorf("echo workload: %v %v", f, err)
 							return
 						}
@@ -366,11 +367,11 @@ func TestTLSStuckClientNoCloseNotifyWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := upgradeRaw(conn, "localhost", "/")
+	c, err := wstest.UpgradeRaw(conn, "localhost", "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.t = t
+	c.T = t
 	defer conn.Close() // the client never reads again
 	u := recvPeer(t, ups)
 	var lastWrite atomic.Int64
@@ -385,13 +386,13 @@ func TestTLSStuckClientNoCloseNotifyWait(t *testing.T) {
 				return
 			default:
 			}
-			if u.writeErr(frame.AppendFrame(nil, u.header(true, frame.OpBinary), p)) != nil {
+			if u.WriteErr(frame.AppendFrame(nil, u.Header(true, frame.OpBinary), p)) != nil {
 				return
 			}
 			lastWrite.Store(time.Now().UnixNano())
 		}
 	}()
-	code, reason, _ := u.readClose()
+	code, reason, _ := u.ReadClose()
 	stalled := time.Duration(time.Now().UnixNano() - lastWrite.Load())
 	close(stop)
 	<-floodDone

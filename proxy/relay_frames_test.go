@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"wsgate/frame"
+	"wsgate/internal/wstest"
 )
 
 // sentFrame is a frame a raw peer sends and the other side must see.
@@ -69,21 +70,21 @@ func TestRelayRemaskAndFragmentsClientToUpstream(t *testing.T) {
 	t.Parallel()
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
-	c := dialRaw(t, gw.Addr, "/")
-	c.fixed = true // one key for every client frame
+	c := wstest.DialRaw(t, gw.Addr, "/")
+	c.Fixed = true // one key for every client frame
 	u := recvPeer(t, ups)
 	mix := frameMix()
 	for _, f := range mix {
-		c.send(f.fin, f.op, f.payload)
+		c.Send(f.fin, f.op, f.payload)
 	}
-	c.sendClose(4000, "bye")
+	c.SendClose(4000, "bye")
 	keys := map[[4]byte]int{}
-	check := func(i int, f rawFrame) {
+	check := func(i int, f wstest.Frame) {
 		if !f.Masked {
 			t.Errorf("frame %d %v reached the upstream unmasked", i, f)
 			return
 		}
-		if f.Key == c.key {
+		if f.Key == c.Key {
 			t.Errorf("frame %d reached the upstream with the client's key %x", i, f.Key)
 		}
 		if j, dup := keys[f.Key]; dup {
@@ -92,21 +93,21 @@ func TestRelayRemaskAndFragmentsClientToUpstream(t *testing.T) {
 		keys[f.Key] = i
 	}
 	for i, want := range mix {
-		got := u.next()
+		got := u.Next()
 		check(i, got)
 		if got.Fin != want.fin || got.Opcode != want.op || got.Rsv != 0 || !bytes.Equal(got.Payload, want.payload) {
 			t.Fatalf("frame %d: upstream got %v, want fin=%v op=%v len=%d", i, got, want.fin, want.op, len(want.payload))
 		}
 	}
-	cl := u.next()
+	cl := u.Next()
 	check(len(mix), cl)
-	if cl.Opcode != frame.OpClose || !bytes.Equal(cl.Payload, closePayload(4000, "bye")) {
+	if cl.Opcode != frame.OpClose || !bytes.Equal(cl.Payload, wstest.ClosePayload(4000, "bye")) {
 		t.Fatalf("upstream got %v, want Close(4000, bye)", cl)
 	}
-	u.sendClose(4000, "bye")
-	u.conn.Close()
-	c.expectClose(4000, "bye")
-	c.expectEOF(2 * time.Second)
+	u.SendClose(4000, "bye")
+	u.Conn.Close()
+	c.ExpectClose(4000, "bye")
+	c.ExpectEOF(2 * time.Second)
 	expectLog(t, gw, "reason", "normal", "c2u_frames", itoa(len(mix)+1))
 }
 
@@ -116,24 +117,24 @@ func TestRelayFragmentsUpstreamToClient(t *testing.T) {
 	t.Parallel()
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	mix := frameMix()
 	for _, f := range mix {
-		u.send(f.fin, f.op, f.payload)
+		u.Send(f.fin, f.op, f.payload)
 	}
-	u.sendClose(4001, "upstream bye")
+	u.SendClose(4001, "upstream bye")
 	for i, want := range mix {
-		got := c.next()
+		got := c.Next()
 		if got.Masked || got.Fin != want.fin || got.Opcode != want.op || got.Rsv != 0 || !bytes.Equal(got.Payload, want.payload) {
 			t.Fatalf("frame %d: client got %v, want unmasked fin=%v op=%v len=%d", i, got, want.fin, want.op, len(want.payload))
 		}
 	}
-	c.expectClose(4001, "upstream bye")
-	c.sendClose(4001, "ok")
-	u.expectClose(4001, "ok")
-	u.conn.Close()
-	c.expectEOF(2 * time.Second)
+	c.ExpectClose(4001, "upstream bye")
+	c.SendClose(4001, "ok")
+	u.ExpectClose(4001, "ok")
+	u.Conn.Close()
+	c.ExpectEOF(2 * time.Second)
 	expectLog(t, gw, "reason", "normal", "closed_by", "upstream", "u2c_frames", itoa(len(mix)+1))
 }
 
@@ -148,28 +149,28 @@ func TestRelayTruncated(t *testing.T) {
 		t.Parallel()
 		up, ups := rawUpstreamChan(t)
 		gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
-		c := dialRaw(t, gw.Addr, "/")
+		c := wstest.DialRaw(t, gw.Addr, "/")
 		u := recvPeer(t, ups)
 		p := bytes.Clone(big)
 		p[len(p)-10] = 0xff
-		c.send(true, frame.OpText, p)
-		c.expectClose(1007, "client sent invalid UTF-8")
-		u.expectGone()
-		c.sendClose(1007, "")
-		c.expectEOF(2 * time.Second)
+		c.Send(true, frame.OpText, p)
+		c.ExpectClose(1007, "client sent invalid UTF-8")
+		u.ExpectGone()
+		c.SendClose(1007, "")
+		c.ExpectEOF(2 * time.Second)
 		expectLog(t, gw, "reason", "truncated", "truncated", "true", "client_close_code", "1007", "upstream_close_code", "none")
 	})
 	t.Run("bad-utf8-first-chunk", func(t *testing.T) {
 		t.Parallel()
 		up, ups := rawUpstreamChan(t)
 		gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
-		c := dialRaw(t, gw.Addr, "/")
+		c := wstest.DialRaw(t, gw.Addr, "/")
 		u := recvPeer(t, ups)
 		p := bytes.Clone(big)
 		p[3] = 0xff
-		c.send(true, frame.OpText, p)
-		c.expectClose(1007, "client sent invalid UTF-8")
-		code, reason, before := u.readClose()
+		c.Send(true, frame.OpText, p)
+		c.ExpectClose(1007, "client sent invalid UTF-8")
+		code, reason, before := u.ReadClose()
 		if code != 1001 || reason != "client sent invalid UTF-8" || len(before) != 0 {
 			t.Errorf("upstream got %v then Close(%d, %q), want only Close(1001, ...)", before, code, reason)
 		}
@@ -179,36 +180,36 @@ func TestRelayTruncated(t *testing.T) {
 		t.Parallel()
 		up, ups := rawUpstreamChan(t)
 		gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
-		c := dialRaw(t, gw.Addr, "/")
+		c := wstest.DialRaw(t, gw.Addr, "/")
 		u := recvPeer(t, ups)
 		p := bytes.Clone(big)
 		p[len(p)-10] = 0xc0
-		u.send(true, frame.OpText, p)
-		u.expectClose(1007, "upstream sent invalid UTF-8")
-		c.expectDropped()
-		u.sendClose(1007, "")
-		u.conn.Close()
+		u.Send(true, frame.OpText, p)
+		u.ExpectClose(1007, "upstream sent invalid UTF-8")
+		c.ExpectDropped()
+		u.SendClose(1007, "")
+		u.Conn.Close()
 		expectLog(t, gw, "reason", "truncated", "truncated", "true", "client_close_code", "none", "upstream_close_code", "1007")
 	})
 	t.Run("client-gone-mid-frame", func(t *testing.T) {
 		t.Parallel()
 		up, ups := rawUpstreamChan(t)
 		gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
-		c := dialRaw(t, gw.Addr, "/")
+		c := wstest.DialRaw(t, gw.Addr, "/")
 		u := recvPeer(t, ups)
-		h := c.header(true, frame.OpBinary)
+		h := c.Header(true, frame.OpBinary)
 		h.Length = int64(len(big))
 		b := frame.AppendHeader(nil, h)
 		b = append(b, big[:len(big)/2]...)
 		frame.Mask(h.Key, 0, b[len(b)-len(big)/2:])
-		c.write(b)
+		c.Write(b)
 		// Wait until the upstream has part of the frame, then vanish.
-		_ = u.conn.SetReadDeadline(time.Now().Add(relayIO))
-		if hh, err := frame.ReadHeader(u.br, frame.Rules{}); err != nil || hh.Length != int64(len(big)) {
+		_ = u.Conn.SetReadDeadline(time.Now().Add(relayIO))
+		if hh, err := frame.ReadHeader(u.BR, frame.Rules{}); err != nil || hh.Length != int64(len(big)) {
 			t.Fatalf("upstream: %v %v", hh, err)
 		}
-		c.reset()
-		u.expectDropped()
+		c.Reset()
+		u.ExpectDropped()
 		expectLog(t, gw, "reason", "truncated", "truncated", "true", "client_close_code", "none", "upstream_close_code", "none")
 	})
 }

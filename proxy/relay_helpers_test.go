@@ -7,12 +7,9 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -24,8 +21,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/wstest"
 )
 
 // relayIO bounds every read and write of the relay tests.
@@ -73,263 +70,6 @@ func relayYAML(upstream string, kv ...string) string {
 	return b.String()
 }
 
-// ---- raw peers ----
-
-// rawPeer is one end of a WebSocket connection driven byte by byte: a test
-// client (its frames masked) or a test upstream (unmasked). Every read and
-// write has a deadline.
-type rawPeer struct {
-	t      testing.TB
-	conn   net.Conn
-	br     *bufio.Reader
-	client bool // we are the client: frames we write are masked
-	key    [4]byte
-	fixed  bool       // mask every frame with key (else a fresh random key)
-	wmu    sync.Mutex // writes may come from two goroutines (e.g. pongs and data)
-}
-
-// rawFrame is a frame as it arrived, payload unmasked.
-type rawFrame struct {
-	frame.Header
-	Payload []byte
-}
-
-func (f rawFrame) String() string {
-	p := string(f.Payload)
-	if len(p) > 40 {
-		p = p[:40] + "..."
-	}
-	return fmt.Sprintf("{fin=%v rsv=%d op=%v masked=%v len=%d %q}", f.Fin, f.Rsv, f.Opcode, f.Masked, f.Length, p)
-}
-
-// dialRaw opens a WebSocket to the gateway by hand: a request written
-// byte by byte, a 101 checked against RFC 6455 §4.1.
-func dialRaw(t testing.TB, addr, path string) *rawPeer {
-	t.Helper()
-	p, err := dialRawErr(addr, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.t = t
-	return p
-}
-
-func dialRawErr(addr, path string) (*rawPeer, error) {
-	conn, err := net.DialTimeout("tcp", addr, relayIO)
-	if err != nil {
-		return nil, err
-	}
-	return upgradeRaw(conn, addr, path)
-}
-
-// upgradeRaw runs the opening handshake on conn (TCP or TLS) by hand.
-func upgradeRaw(conn net.Conn, addr, path string) (*rawPeer, error) {
-	var k [16]byte
-	_, _ = rand.Read(k[:])
-	key := base64.StdEncoding.EncodeToString(k[:])
-	_ = conn.SetDeadline(time.Now().Add(relayIO))
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Accept") != handshake.AcceptKey(key) {
-		conn.Close()
-		return nil, fmt.Errorf("handshake: %s accept %q", resp.Status, resp.Header.Get("Sec-WebSocket-Accept"))
-	}
-	_ = conn.SetDeadline(time.Time{})
-	return &rawPeer{conn: conn, br: br, client: true, key: frame.NewKey()}, nil
-}
-
-// write writes b whole.
-func (p *rawPeer) write(b []byte) {
-	p.t.Helper()
-	if err := p.writeErr(b); err != nil {
-		p.t.Fatalf("write: %v", err)
-	}
-}
-
-func (p *rawPeer) writeErr(b []byte) error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	_ = p.conn.SetWriteDeadline(time.Now().Add(relayIO))
-	_, err := p.conn.Write(b)
-	return err
-}
-
-// header returns h masked as this peer masks (clients: masked).
-func (p *rawPeer) header(fin bool, op frame.Opcode) frame.Header {
-	h := frame.Header{Fin: fin, Opcode: op, Masked: p.client}
-	if p.client {
-		h.Key = p.key
-		if !p.fixed {
-			h.Key = frame.NewKey()
-		}
-	}
-	return h
-}
-
-// send writes one frame, masked if we are the client.
-func (p *rawPeer) send(fin bool, op frame.Opcode, payload []byte) {
-	p.t.Helper()
-	p.write(frame.AppendFrame(nil, p.header(fin, op), payload))
-}
-
-// sendClose writes a Close frame with code and reason.
-func (p *rawPeer) sendClose(code frame.CloseCode, reason string) {
-	p.t.Helper()
-	p.send(true, frame.OpClose, closePayload(code, reason))
-}
-
-// closePayload builds a close payload without any check, so tests can
-// send illegal codes.
-func closePayload(code frame.CloseCode, reason string) []byte {
-	return append([]byte{byte(code >> 8), byte(code)}, reason...)
-}
-
-// read reads one frame (no rule checked, any size up to 16 MiB).
-func (p *rawPeer) read() (rawFrame, error) {
-	_ = p.conn.SetReadDeadline(time.Now().Add(relayIO))
-	h, err := frame.ReadHeader(p.br, frame.Rules{})
-	if err != nil {
-		return rawFrame{}, err
-	}
-	if h.Length > 16<<20 {
-		return rawFrame{}, fmt.Errorf("frame of %d bytes", h.Length)
-	}
-	b := make([]byte, h.Length)
-	if _, err := io.ReadFull(p.br, b); err != nil {
-		return rawFrame{}, err
-	}
-	if h.Masked {
-		frame.Mask(h.Key, 0, b)
-	}
-	return rawFrame{Header: h, Payload: b}, nil
-}
-
-// next reads one frame and fails the test on error.
-func (p *rawPeer) next() rawFrame {
-	p.t.Helper()
-	f, err := p.read()
-	if err != nil {
-		p.t.Fatalf("read frame: %v", err)
-	}
-	return f
-}
-
-// readClose reads frames until a Close and returns its code and reason
-// (1005 for an empty payload). Data frames before it are returned too.
-func (p *rawPeer) readClose() (code int, reason string, before []rawFrame) {
-	p.t.Helper()
-	for {
-		f, err := p.read()
-		if err != nil {
-			p.t.Fatalf("waiting for a Close frame: %v (frames before: %v)", err, before)
-		}
-		if f.Opcode != frame.OpClose {
-			before = append(before, f)
-			continue
-		}
-		if p.client == f.Masked {
-			p.t.Errorf("Close frame masked=%v, want %v", f.Masked, !p.client)
-		}
-		if len(f.Payload) == 0 {
-			return 1005, "", before
-		}
-		if len(f.Payload) < 2 {
-			p.t.Fatalf("Close payload %x", f.Payload)
-		}
-		return int(f.Payload[0])<<8 | int(f.Payload[1]), string(f.Payload[2:]), before
-	}
-}
-
-// expectClose reads until a Close and checks its code and reason.
-func (p *rawPeer) expectClose(code int, reason string) {
-	p.t.Helper()
-	c, r, _ := p.readClose()
-	if c != code || r != reason {
-		p.t.Errorf("%s got Close(%d, %q), want Close(%d, %q)", p.role(), c, r, code, reason)
-	}
-}
-
-func (p *rawPeer) role() string {
-	if p.client {
-		return "client"
-	}
-	return "upstream"
-}
-
-// expectEOF checks that the gateway ends the connection with a FIN (after
-// whatever frames are still in flight), not a reset, within d; then it
-// closes our end.
-func (p *rawPeer) expectEOF(d time.Duration) {
-	p.t.Helper()
-	_ = p.conn.SetReadDeadline(time.Now().Add(d))
-	var buf [4096]byte
-	for {
-		_, err := p.br.Read(buf[:])
-		if err == nil {
-			continue
-		}
-		if err != io.EOF {
-			p.t.Errorf("%s: want EOF from the gateway, got %v", p.role(), err)
-		}
-		p.conn.Close()
-		return
-	}
-}
-
-// expectGone checks that the gateway drops the TCP connection (EOF or
-// reset) without sending a Close frame.
-func (p *rawPeer) expectGone() {
-	p.t.Helper()
-	for {
-		f, err := p.read()
-		if err != nil {
-			if isTimeout(err) {
-				p.t.Errorf("%s: connection still open", p.role())
-			}
-			return
-		}
-		if f.Opcode == frame.OpClose {
-			p.t.Errorf("%s: got a Close frame %v, want a dropped connection", p.role(), f)
-			return
-		}
-	}
-}
-
-// expectDropped reads raw bytes until the gateway ends the connection (EOF
-// or reset), failing if it is still open after relayIO.
-func (p *rawPeer) expectDropped() {
-	p.t.Helper()
-	_ = p.conn.SetReadDeadline(time.Now().Add(relayIO))
-	var buf [32 << 10]byte
-	for {
-		if _, err := p.br.Read(buf[:]); err != nil {
-			if isTimeout(err) {
-				p.t.Errorf("%s: connection still open", p.role())
-			}
-			return
-		}
-	}
-}
-
-// reset closes the connection with a TCP RST (SO_LINGER 0).
-func (p *rawPeer) reset() {
-	if tc, ok := p.conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	p.conn.Close()
-}
-
 // rawUpstream is an upstream that answers every opening handshake by hand
 // and gives the connection, as a rawPeer, to handle (on its own goroutine).
 // Close (at test cleanup) waits for every handler.
@@ -339,10 +79,10 @@ type rawUpstream struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
-	handle func(p *rawPeer)
+	handle func(p *wstest.Peer)
 }
 
-func newRawUpstream(t testing.TB, handle func(p *rawPeer)) *rawUpstream {
+func newRawUpstream(t testing.TB, handle func(p *wstest.Peer)) *rawUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -376,7 +116,7 @@ func (u *rawUpstream) serve(t testing.TB) {
 			}()
 			br := bufio.NewReader(conn)
 			if answerUpgrade(conn, br) {
-				u.handle(&rawPeer{t: t, conn: conn, br: br})
+				u.handle(&wstest.Peer{T: t, Conn: conn, BR: br})
 			}
 		}()
 	}
@@ -415,10 +155,10 @@ func (u *rawUpstream) close() {
 // rawUpstreamChan is a rawUpstream whose connections are handed to the test
 // through a channel; the handler returns when the test says so (or at
 // cleanup).
-func rawUpstreamChan(t testing.TB) (*rawUpstream, <-chan *rawPeer) {
-	ch := make(chan *rawPeer, 16)
+func rawUpstreamChan(t testing.TB) (*rawUpstream, <-chan *wstest.Peer) {
+	ch := make(chan *wstest.Peer, 16)
 	done := make(chan struct{})
-	u := newRawUpstream(t, func(p *rawPeer) {
+	u := newRawUpstream(t, func(p *wstest.Peer) {
 		ch <- p
 		<-done
 	})
@@ -426,11 +166,11 @@ func rawUpstreamChan(t testing.TB) (*rawUpstream, <-chan *rawPeer) {
 	return u, ch
 }
 
-func recvPeer(t testing.TB, ch <-chan *rawPeer) *rawPeer {
+func recvPeer(t testing.TB, ch <-chan *wstest.Peer) *wstest.Peer {
 	t.Helper()
 	select {
 	case p := <-ch:
-		p.t = t
+		p.T = t
 		return p
 	case <-time.After(relayIO):
 		t.Fatal("no upstream connection")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"wsgate/frame"
+	"wsgate/internal/wstest"
 )
 
 var keepaliveCfg = []string{"ping_interval", "200ms", "pong_timeout", "200ms"}
@@ -27,7 +28,7 @@ const detectSlack = 400 * time.Millisecond
 func TestRelayKeepaliveSilentClient(t *testing.T) {
 	up := newGorillaUpstream(t, nil) // reads, so it answers the gateway's pings
 	gw := startGateway(t, relayYAML(up.URL, keepaliveCfg...))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	start := time.Now()
 	up.expectClose(t, 1001, "client gone")
 	el := time.Since(start)
@@ -37,11 +38,11 @@ func TestRelayKeepaliveSilentClient(t *testing.T) {
 	}
 	// It was pinged (once: the gateway waits for any frame, not a pong per
 	// ping), with no Close: it is gone, not closed.
-	f, err := c.read()
+	f, err := c.Read()
 	if err != nil || f.Opcode != frame.OpPing || len(f.Payload) != 8 {
 		t.Errorf("client: got %v %v, want the gateway's ping", f, err)
 	}
-	if f, err := c.read(); err == nil {
+	if f, err := c.Read(); err == nil {
 		t.Errorf("client: got %v after the ping, want the connection dropped", f)
 	}
 	expectLog(t, gw, "reason", "client_gone", "closed_by", "client", "client_close_code", "none",
@@ -62,7 +63,7 @@ func TestRelayKeepaliveSilentUpstream(t *testing.T) {
 	if el > 400*time.Millisecond+detectSlack {
 		t.Errorf("silent upstream found after %v, want 400ms (+%v)", el, detectSlack)
 	}
-	if f := u.next(); f.Opcode != frame.OpPing || !f.Masked || len(f.Payload) != 8 {
+	if f := u.Next(); f.Opcode != frame.OpPing || !f.Masked || len(f.Payload) != 8 {
 		t.Errorf("upstream got %v, want the gateway's masked ping", f)
 	}
 	expectLog(t, gw, "reason", "upstream_gone", "closed_by", "upstream", "client_close_code", "1014", "upstream_close_code", "none")
@@ -70,14 +71,14 @@ func TestRelayKeepaliveSilentUpstream(t *testing.T) {
 
 // pingAnswerer reads frames from p on its own goroutine and hands each to
 // on, until stop or an error.
-func pingAnswerer(p *rawPeer, on func(f rawFrame)) (stop func()) {
+func pingAnswerer(p *wstest.Peer, on func(f wstest.Frame)) (stop func()) {
 	var quit atomic.Bool
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for !quit.Load() {
-			_ = p.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-			f, err := p.readNoDeadline()
+			_ = p.Conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			f, err := readNoDeadline(p)
 			if err != nil {
 				if isTimeout(err) {
 					continue
@@ -90,35 +91,35 @@ func pingAnswerer(p *rawPeer, on func(f rawFrame)) (stop func()) {
 	return func() {
 		quit.Store(true)
 		<-done
-		_ = p.conn.SetReadDeadline(time.Time{})
+		_ = p.Conn.SetReadDeadline(time.Time{})
 	}
 }
 
 // readNoDeadline is read with the header under the deadline already set
 // (short, so a pingAnswerer notices stop) and the payload under relayIO.
-func (p *rawPeer) readNoDeadline() (rawFrame, error) {
-	h, err := frame.ReadHeader(p.br, frame.Rules{})
+func readNoDeadline(p *wstest.Peer) (wstest.Frame, error) {
+	h, err := frame.ReadHeader(p.BR, frame.Rules{})
 	if err != nil {
-		return rawFrame{}, err
+		return wstest.Frame{}, err
 	}
-	_ = p.conn.SetReadDeadline(time.Now().Add(relayIO))
+	_ = p.Conn.SetReadDeadline(time.Now().Add(relayIO))
 	b := make([]byte, h.Length)
-	if _, err := io.ReadFull(p.br, b); err != nil {
-		return rawFrame{}, err
+	if _, err := io.ReadFull(p.BR, b); err != nil {
+		return wstest.Frame{}, err
 	}
 	if h.Masked {
 		frame.Mask(h.Key, 0, b)
 	}
-	return rawFrame{Header: h, Payload: b}, nil
+	return wstest.Frame{Header: h, Payload: b}, nil
 }
 
 // frameLog collects frames seen by a peer.
 type frameLog struct {
 	mu sync.Mutex
-	fs []rawFrame
+	fs []wstest.Frame
 }
 
-func (l *frameLog) add(f rawFrame) {
+func (l *frameLog) add(f wstest.Frame) {
 	l.mu.Lock()
 	l.fs = append(l.fs, f)
 	l.mu.Unlock()
@@ -143,14 +144,14 @@ func isGatewayPing(p []byte) bool { return len(p) == 8 && !bytes.HasPrefix(p, []
 func TestRelayKeepalivePongsConsumed(t *testing.T) {
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, keepaliveCfg...))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	var cl, ul frameLog
-	answer := func(p *rawPeer, l *frameLog) func(f rawFrame) {
-		return func(f rawFrame) {
+	answer := func(p *wstest.Peer, l *frameLog) func(f wstest.Frame) {
+		return func(f wstest.Frame) {
 			l.add(f)
 			if f.Opcode == frame.OpPing {
-				_ = p.writeErr(frame.AppendFrame(nil, p.header(true, frame.OpPong), f.Payload))
+				_ = p.WriteErr(frame.AppendFrame(nil, p.Header(true, frame.OpPong), f.Payload))
 			}
 		}
 	}
@@ -171,12 +172,12 @@ func TestRelayKeepalivePongsConsumed(t *testing.T) {
 	if n := ul.count(frame.OpPong, nil); n != 0 {
 		t.Errorf("upstream got %d pongs: the client's answers to keepalive pings were forwarded", n)
 	}
-	c.echoCheckRaw(u, "still here")
-	c.sendClose(1000, "")
-	u.expectClose(1000, "")
-	u.sendClose(1000, "")
-	u.conn.Close()
-	c.expectClose(1000, "")
+	echoCheckRaw(c, u, "still here")
+	c.SendClose(1000, "")
+	u.ExpectClose(1000, "")
+	u.SendClose(1000, "")
+	u.Conn.Close()
+	c.ExpectClose(1000, "")
 	expectLog(t, gw, "reason", "normal", "c2u_frames", itoa(2+cl.count(frame.OpPing, nil)))
 }
 
@@ -187,23 +188,23 @@ func TestRelayKeepaliveLenient(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			up, ups := rawUpstreamChan(t)
 			gw := startGateway(t, relayYAML(up.URL, keepaliveCfg...))
-			c := dialRaw(t, gw.Addr, "/")
+			c := wstest.DialRaw(t, gw.Addr, "/")
 			u := recvPeer(t, ups)
 			// The upstream answers the gateway's pings, echoes data, and
 			// (latest-ping-only) sends pings of its own every 50ms.
 			var ul frameLog
-			stopU := pingAnswerer(u, func(f rawFrame) {
+			stopU := pingAnswerer(u, func(f wstest.Frame) {
 				ul.add(f)
 				switch f.Opcode {
 				case frame.OpPing:
-					_ = u.writeErr(frame.AppendFrame(nil, u.header(true, frame.OpPong), f.Payload))
+					_ = u.WriteErr(frame.AppendFrame(nil, u.Header(true, frame.OpPong), f.Payload))
 				case frame.OpText:
-					_ = u.writeErr(frame.AppendFrame(nil, u.header(true, frame.OpText), f.Payload))
+					_ = u.WriteErr(frame.AppendFrame(nil, u.Header(true, frame.OpText), f.Payload))
 				}
 			})
 			var latest atomic.Pointer[[]byte]
 			var cl frameLog
-			stopC := pingAnswerer(c, func(f rawFrame) {
+			stopC := pingAnswerer(c, func(f wstest.Frame) {
 				cl.add(f)
 				if f.Opcode == frame.OpPing {
 					latest.Store(&f.Payload)
@@ -214,15 +215,15 @@ func TestRelayKeepaliveLenient(t *testing.T) {
 			for time.Now().Before(deadline) {
 				i++
 				if mode == "latest-ping-only" {
-					_ = u.writeErr(frame.AppendFrame(nil, u.header(true, frame.OpPing), []byte("up-"+itoa(i))))
+					_ = u.WriteErr(frame.AppendFrame(nil, u.Header(true, frame.OpPing), []byte("up-"+itoa(i))))
 					if i%3 == 0 {
 						// Every 150ms: one pong, to the latest ping only.
 						if p := latest.Swap(nil); p != nil {
-							c.send(true, frame.OpPong, *p)
+							c.Send(true, frame.OpPong, *p)
 						}
 					}
 				} else if i%3 == 0 {
-					c.send(true, frame.OpText, []byte("data "+itoa(i)))
+					c.Send(true, frame.OpText, []byte("data "+itoa(i)))
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
@@ -240,12 +241,12 @@ func TestRelayKeepaliveLenient(t *testing.T) {
 				// One may go out before the first data frame.
 				t.Errorf("client sending data every 150ms got %d keepalive pings, want <= 1", n)
 			}
-			c.echoCheckRaw(u, "alive")
-			c.sendClose(1000, "")
-			u.expectClose(1000, "")
-			u.sendClose(1000, "")
-			u.conn.Close()
-			c.expectClose(1000, "")
+			echoCheckRaw(c, u, "alive")
+			c.SendClose(1000, "")
+			u.ExpectClose(1000, "")
+			u.SendClose(1000, "")
+			u.Conn.Close()
+			c.ExpectClose(1000, "")
 			expectLog(t, gw, "reason", "normal")
 		})
 	}
@@ -256,23 +257,23 @@ func TestRelayKeepaliveLenient(t *testing.T) {
 func TestRelayKeepaliveSlowFrame(t *testing.T) {
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, append(keepaliveCfg, "max_frame_bytes", "8MiB", "max_message_bytes", "8MiB")...))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	const piece, pieces = 32 << 10, 50 // 1.6 MiB over 50 x 30ms = 1.5s
-	h := c.header(true, frame.OpBinary)
+	h := c.Header(true, frame.OpBinary)
 	h.Length = piece * pieces
 	payload := pattern(piece*pieces, 9)
 	masked := bytes.Clone(payload)
 	frame.Mask(h.Key, 0, masked)
 	done := make(chan error, 1)
 	go func() {
-		if err := c.writeErr(frame.AppendHeader(nil, h)); err != nil {
+		if err := c.WriteErr(frame.AppendHeader(nil, h)); err != nil {
 			done <- err
 			return
 		}
 		for i := range pieces {
 			time.Sleep(30 * time.Millisecond)
-			if err := c.writeErr(masked[i*piece : (i+1)*piece]); err != nil {
+			if err := c.WriteErr(masked[i*piece : (i+1)*piece]); err != nil {
 				done <- err
 				return
 			}
@@ -281,21 +282,21 @@ func TestRelayKeepaliveSlowFrame(t *testing.T) {
 	}()
 	// The upstream answers the gateway's pings (it may get one before the
 	// frame starts) and hands data frames over.
-	data := make(chan rawFrame, 4)
-	stopU := pingAnswerer(u, func(f rawFrame) {
+	data := make(chan wstest.Frame, 4)
+	stopU := pingAnswerer(u, func(f wstest.Frame) {
 		if f.Opcode == frame.OpPing {
-			_ = u.writeErr(frame.AppendFrame(nil, u.header(true, frame.OpPong), f.Payload))
+			_ = u.WriteErr(frame.AppendFrame(nil, u.Header(true, frame.OpPong), f.Payload))
 			return
 		}
 		data <- f
 	})
-	recv := func() rawFrame {
+	recv := func() wstest.Frame {
 		select {
 		case f := <-data:
 			return f
 		case <-time.After(relayIO):
 			t.Fatal("upstream got no data frame")
-			return rawFrame{}
+			return wstest.Frame{}
 		}
 	}
 	f := recv()
@@ -306,16 +307,16 @@ func TestRelayKeepaliveSlowFrame(t *testing.T) {
 		t.Fatalf("upstream got %v", f)
 	}
 	// The pings the gateway now sends the client are answered (any frame).
-	c.send(true, frame.OpText, []byte("ok"))
+	c.Send(true, frame.OpText, []byte("ok"))
 	if f := recv(); string(f.Payload) != "ok" {
 		t.Fatalf("upstream got %v", f)
 	}
 	stopU()
-	c.sendClose(1000, "")
-	u.expectClose(1000, "")
-	u.sendClose(1000, "")
-	u.conn.Close()
-	code, _, _ := c.readClose()
+	c.SendClose(1000, "")
+	u.ExpectClose(1000, "")
+	u.SendClose(1000, "")
+	u.Conn.Close()
+	code, _, _ := c.ReadClose()
 	t.Logf("a %d-byte frame over %v: not killed", h.Length, time.Duration(pieces)*30*time.Millisecond)
 	if code != 1000 {
 		t.Errorf("client got Close %d", code)
@@ -328,31 +329,31 @@ func TestRelayPingPongEndToEnd(t *testing.T) {
 	t.Parallel()
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	for _, p := range []string{"client ping", "", strings.Repeat("p", 121)} {
-		c.send(true, frame.OpPing, []byte(p))
-		if f := u.next(); f.Opcode != frame.OpPing || !f.Masked || string(f.Payload) != p {
+		c.Send(true, frame.OpPing, []byte(p))
+		if f := u.Next(); f.Opcode != frame.OpPing || !f.Masked || string(f.Payload) != p {
 			t.Fatalf("upstream got %v, want the client's ping %q", f, p)
 		}
-		u.send(true, frame.OpPong, []byte(p))
-		if f := c.next(); f.Opcode != frame.OpPong || f.Masked || string(f.Payload) != p {
+		u.Send(true, frame.OpPong, []byte(p))
+		if f := c.Next(); f.Opcode != frame.OpPong || f.Masked || string(f.Payload) != p {
 			t.Fatalf("client got %v, want the upstream's pong %q", f, p)
 		}
-		u.send(true, frame.OpPing, []byte("srv "+p))
-		if f := c.next(); f.Opcode != frame.OpPing || string(f.Payload) != "srv "+p {
+		u.Send(true, frame.OpPing, []byte("srv "+p))
+		if f := c.Next(); f.Opcode != frame.OpPing || string(f.Payload) != "srv "+p {
 			t.Fatalf("client got %v, want the upstream's ping", f)
 		}
-		c.send(true, frame.OpPong, []byte("srv "+p))
-		if f := u.next(); f.Opcode != frame.OpPong || string(f.Payload) != "srv "+p {
+		c.Send(true, frame.OpPong, []byte("srv "+p))
+		if f := u.Next(); f.Opcode != frame.OpPong || string(f.Payload) != "srv "+p {
 			t.Fatalf("upstream got %v, want the client's pong", f)
 		}
 	}
-	c.sendClose(1000, "")
-	u.expectClose(1000, "")
-	u.sendClose(1000, "")
-	u.conn.Close()
-	c.expectClose(1000, "")
+	c.SendClose(1000, "")
+	u.ExpectClose(1000, "")
+	u.SendClose(1000, "")
+	u.Conn.Close()
+	c.ExpectClose(1000, "")
 	expectLog(t, gw, "reason", "normal", "c2u_frames", "7", "u2c_frames", "7")
 }
 
@@ -365,7 +366,7 @@ func TestRelayWriteTimeout(t *testing.T) {
 		t.Run("stuck-"+stuck, func(t *testing.T) {
 			up, ups := rawUpstreamChan(t)
 			gw := startGateway(t, relayYAML(up.URL, "write_timeout", "300ms", "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
-			c := dialRaw(t, gw.Addr, "/")
+			c := wstest.DialRaw(t, gw.Addr, "/")
 			u := recvPeer(t, ups)
 			flooder, reader := u, c
 			wantCode, wantReason := 1001, "client gone"
@@ -373,7 +374,7 @@ func TestRelayWriteTimeout(t *testing.T) {
 				flooder, reader = c, u
 				wantCode, wantReason = 1014, "upstream gone"
 			}
-			defer reader.conn.Close() // keeps it reachable: a collected conn is closed
+			defer reader.Conn.Close() // keeps it reachable: a collected conn is closed
 			heap := startHeapSampler()
 			start := time.Now()
 			var stop atomic.Bool
@@ -383,7 +384,7 @@ func TestRelayWriteTimeout(t *testing.T) {
 				defer close(floodDone)
 				p := make([]byte, 256<<10)
 				for !stop.Load() {
-					if flooder.writeErr(frame.AppendFrame(nil, flooder.header(true, frame.OpBinary), p)) != nil {
+					if flooder.WriteErr(frame.AppendFrame(nil, flooder.Header(true, frame.OpBinary), p)) != nil {
 						return
 					}
 					sent.Add(1)
@@ -391,7 +392,7 @@ func TestRelayWriteTimeout(t *testing.T) {
 				}
 			}()
 			// The flooder reads the gateway's Close while it floods.
-			code, reason, _ := flooder.readClose()
+			code, reason, _ := flooder.ReadClose()
 			el := time.Since(start)
 			// From the moment every buffer on the way was full (the
 			// flooder's last write went through) to the Close: at most
@@ -403,7 +404,7 @@ func TestRelayWriteTimeout(t *testing.T) {
 			t.Logf("stuck %s found after %v, %v after the flood stalled (write_timeout 300ms); %d MiB flooded; heap grew %.1f MiB",
 				stuck, el.Round(time.Millisecond), stalled.Round(time.Millisecond), sent.Load()/4, float64(grow)/(1<<20))
 			if code != wantCode || reason != wantReason {
-				t.Errorf("%s got Close(%d, %q), want Close(%d, %q)", flooder.role(), code, reason, wantCode, wantReason)
+				t.Errorf("%s got Close(%d, %q), want Close(%d, %q)", flooder.Role(), code, reason, wantCode, wantReason)
 			}
 			if el > 3*time.Second || stalled > 800*time.Millisecond {
 				t.Errorf("stuck %s found after %v, %v after the flood stalled; want about write_timeout (300ms) after",
@@ -413,7 +414,7 @@ func TestRelayWriteTimeout(t *testing.T) {
 				t.Errorf("heap grew by %d bytes during the flood, want < %d", grow, heapLimit)
 			}
 			expectLog(t, gw, "reason", stuck+"_gone", "closed_by", stuck, stuck+"_close_code", "none",
-				flooder.role()+"_close_code", itoa(wantCode))
+				flooder.Role()+"_close_code", itoa(wantCode))
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wsgate/frame"
+	"wsgate/internal/wstest"
 )
 
 const (
@@ -25,22 +26,22 @@ const (
 type leakWay struct {
 	name     string
 	cfg      []string
-	client   func(c *rawPeer) error // after the handshake
-	upstream func(u *rawPeer) error // after the handshake, before its echo loop
-	cCode    int                    // the Close the client gets; 0: none (it left)
-	uCode    int                    // the Close the upstream gets; 0: none
+	client   func(c *wstest.Peer) error // after the handshake
+	upstream func(u *wstest.Peer) error // after the handshake, before its echo loop
+	cCode    int                        // the Close the client gets; 0: none (it left)
+	uCode    int                        // the Close the upstream gets; 0: none
 }
 
 // leakUpstream is the upstream side of every way: a first step, then an
 // echo loop that replies to a Close with the same payload and hangs up (a
 // server closes the TCP connection first, RFC 6455 §7.1.1).
-func leakUpstream(first func(u *rawPeer) error, want int, fails *atomic.Int64, firstErr *atomic.Value) func(u *rawPeer) {
+func leakUpstream(first func(u *wstest.Peer) error, want int, fails *atomic.Int64, firstErr *atomic.Value) func(u *wstest.Peer) {
 	fail := func(err error) {
 		fails.Add(1)
 		firstErr.CompareAndSwap(nil, err)
 	}
-	return func(u *rawPeer) {
-		defer u.conn.Close()
+	return func(u *wstest.Peer) {
+		defer u.Conn.Close()
 		if first != nil {
 			if err := first(u); err != nil {
 				fail(fmt.Errorf("upstream first step: %w", err))
@@ -48,7 +49,7 @@ func leakUpstream(first func(u *rawPeer) error, want int, fails *atomic.Int64, f
 			}
 		}
 		for {
-			f, err := u.read()
+			f, err := u.Read()
 			if err != nil {
 				if want != 0 {
 					fail(fmt.Errorf("upstream: %w before a Close", err))
@@ -57,18 +58,18 @@ func leakUpstream(first func(u *rawPeer) error, want int, fails *atomic.Int64, f
 			}
 			switch f.Opcode {
 			case frame.OpText, frame.OpBinary:
-				if err := u.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: f.Opcode}, f.Payload)); err != nil {
+				if err := u.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: f.Opcode}, f.Payload)); err != nil {
 					return
 				}
 			case frame.OpPing: // stay alive under the gateway's keepalive
-				if err := u.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPong}, f.Payload)); err != nil {
+				if err := u.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPong}, f.Payload)); err != nil {
 					return
 				}
 			case frame.OpClose:
 				if got := closeCodeOf(f.Payload); got != want {
 					fail(fmt.Errorf("upstream got Close %d, want %d", got, want))
 				}
-				_ = u.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
+				_ = u.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
 				return
 			}
 		}
@@ -85,11 +86,11 @@ func closeCodeOf(p []byte) int {
 // leakClient runs the client side of one session: its first step, then
 // read until the gateway's Close, answer it, and wait for the gateway's FIN.
 func leakClient(addr string, w leakWay) error {
-	c, err := dialRawErr(addr, "/")
+	c, err := wstest.DialRawErr(addr, "/")
 	if err != nil {
 		return err
 	}
-	defer c.conn.Close()
+	defer c.Conn.Close()
 	if w.client != nil {
 		if err := w.client(c); err != nil {
 			return err
@@ -99,7 +100,7 @@ func leakClient(addr string, w leakWay) error {
 		return nil
 	}
 	for {
-		f, err := c.read()
+		f, err := c.Read()
 		if err != nil {
 			return fmt.Errorf("client: %w before a Close", err)
 		}
@@ -109,94 +110,94 @@ func leakClient(addr string, w leakWay) error {
 		if got := closeCodeOf(f.Payload); got != w.cCode {
 			return fmt.Errorf("client got Close %d, want %d", got, w.cCode)
 		}
-		if err := c.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose, Masked: true, Key: frame.NewKey()}, f.Payload)); err != nil {
+		if err := c.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose, Masked: true, Key: frame.NewKey()}, f.Payload)); err != nil {
 			return err
 		}
 		break
 	}
-	_ = c.conn.SetReadDeadline(time.Now().Add(relayIO))
+	_ = c.Conn.SetReadDeadline(time.Now().Add(relayIO))
 	var buf [512]byte
 	for {
-		if _, err := c.br.Read(buf[:]); err != nil {
+		if _, err := c.BR.Read(buf[:]); err != nil {
 			return nil
 		}
 	}
 }
 
-func sendFrame(p *rawPeer, h frame.Header, payload []byte) error {
-	return p.writeErr(frame.AppendFrame(nil, h, payload))
+func sendFrame(p *wstest.Peer, h frame.Header, payload []byte) error {
+	return p.WriteErr(frame.AppendFrame(nil, h, payload))
 }
 
 func TestRelayNoLeaks(t *testing.T) {
 	masked := func(op frame.Opcode) frame.Header {
 		return frame.Header{Fin: true, Opcode: op, Masked: true, Key: frame.NewKey()}
 	}
-	echo := func(c *rawPeer) error {
+	echo := func(c *wstest.Peer) error {
 		if err := sendFrame(c, masked(frame.OpText), []byte("hello")); err != nil {
 			return err
 		}
-		f, err := c.read()
+		f, err := c.Read()
 		if err != nil || string(f.Payload) != "hello" {
 			return fmt.Errorf("echo: %v %v", f, err)
 		}
 		return nil
 	}
 	ways := []leakWay{
-		{name: "client-close", client: func(c *rawPeer) error {
+		{name: "client-close", client: func(c *wstest.Peer) error {
 			if err := echo(c); err != nil {
 				return err
 			}
-			return sendFrame(c, masked(frame.OpClose), closePayload(1000, ""))
+			return sendFrame(c, masked(frame.OpClose), wstest.ClosePayload(1000, ""))
 		}, cCode: 1000, uCode: 1000},
-		{name: "upstream-close", upstream: func(u *rawPeer) error {
-			return sendFrame(u, frame.Header{Fin: true, Opcode: frame.OpClose}, closePayload(4000, "bye"))
+		{name: "upstream-close", upstream: func(u *wstest.Peer) error {
+			return sendFrame(u, frame.Header{Fin: true, Opcode: frame.OpClose}, wstest.ClosePayload(4000, "bye"))
 		}, cCode: 4000, uCode: 4000},
-		{name: "client-protocol-error", client: func(c *rawPeer) error {
+		{name: "client-protocol-error", client: func(c *wstest.Peer) error {
 			if err := echo(c); err != nil {
 				return err
 			}
 			return sendFrame(c, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("unmasked"))
 		}, cCode: 1002, uCode: 1001},
-		{name: "upstream-protocol-error", upstream: func(u *rawPeer) error {
+		{name: "upstream-protocol-error", upstream: func(u *wstest.Peer) error {
 			return sendFrame(u, frame.Header{Fin: true, Opcode: frame.OpText, Rsv: frame.Rsv2}, []byte("rsv"))
 		}, cCode: 1014, uCode: 1002},
-		{name: "client-gone", client: func(c *rawPeer) error {
+		{name: "client-gone", client: func(c *wstest.Peer) error {
 			if err := echo(c); err != nil {
 				return err
 			}
-			c.conn.Close()
+			c.Conn.Close()
 			return nil
 		}, cCode: 0, uCode: 1001},
-		{name: "upstream-gone", upstream: func(u *rawPeer) error {
-			u.conn.Close()
+		{name: "upstream-gone", upstream: func(u *wstest.Peer) error {
+			u.Conn.Close()
 			return nil
 		}, cCode: 1014, uCode: 0},
 		{name: "idle", cfg: []string{"idle_timeout", "100ms"}, cCode: 1001, uCode: 1001},
-		{name: "client-bad-utf8", client: func(c *rawPeer) error {
+		{name: "client-bad-utf8", client: func(c *wstest.Peer) error {
 			return sendFrame(c, masked(frame.OpText), []byte("bad \xff"))
 		}, cCode: 1007, uCode: 1001},
-		{name: "client-too-big", cfg: []string{"max_frame_bytes", "1KiB"}, client: func(c *rawPeer) error {
+		{name: "client-too-big", cfg: []string{"max_frame_bytes", "1KiB"}, client: func(c *wstest.Peer) error {
 			return sendFrame(c, masked(frame.OpBinary), make([]byte, 2048))
 		}, cCode: 1009, uCode: 1001},
-		{name: "upstream-bad-utf8", upstream: func(u *rawPeer) error {
+		{name: "upstream-bad-utf8", upstream: func(u *wstest.Peer) error {
 			return sendFrame(u, frame.Header{Fin: true, Opcode: frame.OpText}, []byte("bad \xed\xa0\x80"))
 		}, cCode: 1014, uCode: 1007},
-		{name: "upstream-too-big", cfg: []string{"max_message_bytes", "1KiB"}, upstream: func(u *rawPeer) error {
+		{name: "upstream-too-big", cfg: []string{"max_message_bytes", "1KiB"}, upstream: func(u *wstest.Peer) error {
 			return sendFrame(u, frame.Header{Fin: true, Opcode: frame.OpBinary}, make([]byte, 2048))
 		}, cCode: 1014, uCode: 1009},
 		// The upstream answers pings; pong_timeout leaves it slack on a
 		// loaded machine (under -race its goroutine may wait its turn).
-		{name: "client-pong-timeout", cfg: []string{"ping_interval", "100ms", "pong_timeout", "250ms"}, client: func(c *rawPeer) error {
+		{name: "client-pong-timeout", cfg: []string{"ping_interval", "100ms", "pong_timeout", "250ms"}, client: func(c *wstest.Peer) error {
 			time.Sleep(700 * time.Millisecond) // silent: no frame at all
 			return nil
 		}, cCode: 0, uCode: 1001},
 		{name: "upstream-never-answers-close", cfg: []string{"close_timeout", "100ms"},
-			client: func(c *rawPeer) error {
-				return sendFrame(c, masked(frame.OpClose), closePayload(1000, ""))
+			client: func(c *wstest.Peer) error {
+				return sendFrame(c, masked(frame.OpClose), wstest.ClosePayload(1000, ""))
 			},
-			upstream: func(u *rawPeer) error {
+			upstream: func(u *wstest.Peer) error {
 				for { // take the relayed Close, answer nothing
-					f, err := u.read()
+					f, err := u.Read()
 					if err != nil {
 						return err
 					}
@@ -208,17 +209,17 @@ func TestRelayNoLeaks(t *testing.T) {
 					}
 				}
 			}, cCode: 1000, uCode: 0},
-		{name: "truncated-mid-frame", client: func(c *rawPeer) error {
+		{name: "truncated-mid-frame", client: func(c *wstest.Peer) error {
 			h := masked(frame.OpBinary)
 			h.Length = 64 << 10
-			if err := c.writeErr(frame.AppendHeader(nil, h)); err != nil {
+			if err := c.WriteErr(frame.AppendHeader(nil, h)); err != nil {
 				return err
 			}
-			if err := c.writeErr(make([]byte, 20<<10)); err != nil { // more than one streamed chunk
+			if err := c.WriteErr(make([]byte, 20<<10)); err != nil { // more than one streamed chunk
 				return err
 			}
 			time.Sleep(20 * time.Millisecond)
-			c.conn.Close()
+			c.Conn.Close()
 			return nil
 		}, cCode: 0, uCode: 0},
 	}

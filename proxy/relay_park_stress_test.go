@@ -14,12 +14,13 @@ import (
 
 	"wsgate/frame"
 	"wsgate/internal/relay"
+	"wsgate/internal/wstest"
 )
 
 func parkEchoUpstream(t *testing.T) *rawUpstream {
-	return newRawUpstream(t, func(p *rawPeer) {
+	return newRawUpstream(t, func(p *wstest.Peer) {
 		for {
-			f, err := p.read()
+			f, err := p.Read()
 			if err != nil {
 				return
 			}
@@ -28,13 +29,13 @@ func parkEchoUpstream(t *testing.T) *rawUpstream {
 				if string(f.Payload) == "quit" {
 					return // abrupt TCP close
 				}
-				if p.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: f.Opcode}, f.Payload)) != nil {
+				if p.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: f.Opcode}, f.Payload)) != nil {
 					return
 				}
 			case frame.OpPing:
-				_ = p.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPong}, f.Payload))
+				_ = p.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPong}, f.Payload))
 			case frame.OpClose:
-				_ = p.writeErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
+				_ = p.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
 				return
 			}
 		}
@@ -50,26 +51,26 @@ func TestParkStress(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := dialRawErr(gw.Addr, "/")
+			c, err := wstest.DialRawErr(gw.Addr, "/")
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			c.t = t
-			defer c.conn.Close()
+			c.T = t
+			defer c.Conn.Close()
 			jitter := func() {
 				time.Sleep(relay.ParkAfter - 60*time.Millisecond + time.Duration(rand.IntN(120))*time.Millisecond)
 			}
 			awaitEcho := func(want string) bool {
 				for {
-					f, err := c.read()
+					f, err := c.Read()
 					if err != nil {
 						t.Errorf("session %d: %v waiting for %q", i, err, want)
 						return false
 					}
 					switch f.Opcode {
 					case frame.OpPing:
-						_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpPong), f.Payload))
+						_ = c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpPong), f.Payload))
 					case frame.OpText:
 						if string(f.Payload) == want {
 							return true
@@ -83,7 +84,7 @@ func TestParkStress(t *testing.T) {
 			for r := range rounds {
 				jitter()
 				msg := "m" + itoa(i) + "." + itoa(r)
-				if c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpText), []byte(msg))) != nil {
+				if c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpText), []byte(msg))) != nil {
 					t.Errorf("session %d: write failed", i)
 					return
 				}
@@ -94,9 +95,9 @@ func TestParkStress(t *testing.T) {
 			jitter()
 			switch i % 3 {
 			case 0:
-				_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpClose), closePayload(1000, "bye")))
+				_ = c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpClose), wstest.ClosePayload(1000, "bye")))
 				for {
-					f, err := c.read()
+					f, err := c.Read()
 					if err != nil {
 						t.Errorf("session %d: %v waiting for close", i, err)
 						return
@@ -106,17 +107,17 @@ func TestParkStress(t *testing.T) {
 					}
 				}
 			case 1:
-				c.conn.Close()
+				c.Conn.Close()
 			case 2:
-				_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpText), []byte("quit")))
+				_ = c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpText), []byte("quit")))
 				for {
-					f, err := c.read()
+					f, err := c.Read()
 					if err != nil {
 						t.Errorf("session %d: %v waiting for close after upstream gone", i, err)
 						return
 					}
 					if f.Opcode == frame.OpClose {
-						_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpClose), f.Payload))
+						_ = c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpClose), f.Payload))
 						return
 					}
 				}
@@ -145,8 +146,8 @@ func TestParkStress(t *testing.T) {
 func TestParkCutSession(t *testing.T) {
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL))
-	c := dialRaw(t, gw.Addr, "/")
-	defer c.conn.Close()
+	c := wstest.DialRaw(t, gw.Addr, "/")
+	defer c.Conn.Close()
 	_ = recvPeer(t, ups)
 	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 	for _, s := range gw.reg.list() {

@@ -21,6 +21,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/internal/relay"
+	"wsgate/internal/wstest"
 )
 
 // parkedLegs counts the legs of the gateway's sessions that are parked.
@@ -56,10 +57,10 @@ func TestParkIdleSessionsResume(t *testing.T) {
 	gw := startGateway(t, relayYAML(up.URL))
 	const n = 40
 	before := runtime.NumGoroutine()
-	cs := make([]*rawPeer, n)
-	us := make([]*rawPeer, n)
+	cs := make([]*wstest.Peer, n)
+	us := make([]*wstest.Peer, n)
 	for i := range cs {
-		cs[i] = dialRaw(t, gw.Addr, "/")
+		cs[i] = wstest.DialRaw(t, gw.Addr, "/")
 		us[i] = recvPeer(t, ups)
 	}
 	// rawUpstream runs one handler goroutine per connection (blocked in
@@ -71,21 +72,21 @@ func TestParkIdleSessionsResume(t *testing.T) {
 	}
 	for i := range cs {
 		msg := []byte("hello " + itoa(i))
-		cs[i].send(true, frame.OpText, msg)
-		if f := us[i].next(); f.Opcode != frame.OpText || !f.Masked || string(f.Payload) != string(msg) {
+		cs[i].Send(true, frame.OpText, msg)
+		if f := us[i].Next(); f.Opcode != frame.OpText || !f.Masked || string(f.Payload) != string(msg) {
 			t.Fatalf("upstream %d got %v, want the masked text %q", i, f, msg)
 		}
-		us[i].send(true, frame.OpBinary, msg)
-		if f := cs[i].next(); f.Opcode != frame.OpBinary || f.Masked || string(f.Payload) != string(msg) {
+		us[i].Send(true, frame.OpBinary, msg)
+		if f := cs[i].Next(); f.Opcode != frame.OpBinary || f.Masked || string(f.Payload) != string(msg) {
 			t.Fatalf("client %d got %v, want the binary %q", i, f, msg)
 		}
 	}
 	waitParked(t, gw.Gateway, 2*n, relay.ParkAfter+3*time.Second)
 	// A close handshake started by a parked client completes.
-	cs[0].sendClose(4000, "bye")
-	us[0].expectClose(4000, "bye")
-	us[0].sendClose(4000, "bye")
-	cs[0].expectClose(4000, "bye")
+	cs[0].SendClose(4000, "bye")
+	us[0].ExpectClose(4000, "bye")
+	us[0].SendClose(4000, "bye")
+	cs[0].ExpectClose(4000, "bye")
 	expectLog(t, gw, "reason", "normal", "closed_by", "client", "client_close_code", "4000", "upstream_close_code", "4000")
 }
 
@@ -94,18 +95,18 @@ func TestParkIdleSessionsResume(t *testing.T) {
 func TestParkPeerGone(t *testing.T) {
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
-	c.reset()
-	u.expectClose(1001, "client gone")
+	c.Reset()
+	u.ExpectClose(1001, "client gone")
 	expectLog(t, gw, "reason", "client_gone", "closed_by", "client")
 
-	c2 := dialRaw(t, gw.Addr, "/")
+	c2 := wstest.DialRaw(t, gw.Addr, "/")
 	u2 := recvPeer(t, ups)
 	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
-	u2.conn.Close()
-	c2.expectClose(1014, "upstream gone")
+	u2.Conn.Close()
+	c2.ExpectClose(1014, "upstream gone")
 }
 
 // Timers of a parked leg still run: keepalive pings go out, a peer that
@@ -115,7 +116,7 @@ func TestParkTimers(t *testing.T) {
 	t.Run("keepalive", func(t *testing.T) {
 		up := newGorillaUpstream(t, nil) // answers the gateway's pings
 		gw := startGateway(t, relayYAML(up.URL, "ping_interval", "1500ms", "pong_timeout", "500ms"))
-		c := dialRaw(t, gw.Addr, "/")
+		c := wstest.DialRaw(t, gw.Addr, "/")
 		waitParked(t, gw.Gateway, 2, relay.ParkAfter+time.Second)
 		start := time.Now()
 		// The silent client is pinged once and found gone; the upstream,
@@ -124,18 +125,18 @@ func TestParkTimers(t *testing.T) {
 		if el := time.Since(start); el > 2*time.Second+detectSlack {
 			t.Errorf("silent parked client found after %v, want within 2s (+%v)", el, detectSlack)
 		}
-		if f, err := c.read(); err != nil || f.Opcode != frame.OpPing {
+		if f, err := c.Read(); err != nil || f.Opcode != frame.OpPing {
 			t.Errorf("client: got %v %v, want the gateway's ping", f, err)
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
 		up, ups := rawUpstreamChan(t)
 		gw := startGateway(t, relayYAML(up.URL, "idle_timeout", "1500ms"))
-		c := dialRaw(t, gw.Addr, "/")
+		c := wstest.DialRaw(t, gw.Addr, "/")
 		u := recvPeer(t, ups)
 		waitParked(t, gw.Gateway, 2, relay.ParkAfter+time.Second)
-		c.expectClose(1001, "idle timeout")
-		u.expectClose(1001, "idle timeout")
+		c.ExpectClose(1001, "idle timeout")
+		u.ExpectClose(1001, "idle timeout")
 		expectLog(t, gw, "reason", "idle")
 	})
 }
@@ -144,7 +145,7 @@ func TestParkTimers(t *testing.T) {
 func TestParkShutdown(t *testing.T) {
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 	done := make(chan struct{})
@@ -154,10 +155,10 @@ func TestParkShutdown(t *testing.T) {
 		defer cancel()
 		gw.Shutdown(ctx)
 	}()
-	c.expectClose(1001, "gateway shutting down")
-	u.expectClose(1001, "gateway shutting down")
-	c.sendClose(1001, "")
-	u.sendClose(1001, "")
+	c.ExpectClose(1001, "gateway shutting down")
+	u.ExpectClose(1001, "gateway shutting down")
+	c.SendClose(1001, "")
+	u.SendClose(1001, "")
 	select {
 	case <-done:
 	case <-time.After(6 * time.Second):
@@ -231,26 +232,26 @@ func TestParkProxyProtocol(t *testing.T) {
 		{"v2-request-past-header-buffer", "198.51.100.9", proxyV2(t, "198.51.100.9"),
 			[]string{"X-Padding: " + strings.Repeat("p", 3000)}},
 	} {
-		a := mustHandshake(t, gw.Addr, "", c.header, c.extra...)
-		expectStatus(t, a, 101, c.name)
-		cl, u := a.peer, recvPeer(t, ups)
+		a := wstest.MustHandshake(t, gw.Addr, "", c.header, c.extra...)
+		wstest.ExpectStatus(t, a, 101, c.name)
+		cl, u := a.Peer, recvPeer(t, ups)
 		waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 		for round := range 2 {
 			msg := []byte(c.name + " " + itoa(round))
-			cl.send(true, frame.OpText, msg)
-			if f := u.next(); f.Opcode != frame.OpText || string(f.Payload) != string(msg) {
+			cl.Send(true, frame.OpText, msg)
+			if f := u.Next(); f.Opcode != frame.OpText || string(f.Payload) != string(msg) {
 				t.Fatalf("%s: upstream got %v, want %q", c.name, f, msg)
 			}
-			u.send(true, frame.OpBinary, msg)
-			if f := cl.next(); f.Opcode != frame.OpBinary || string(f.Payload) != string(msg) {
+			u.Send(true, frame.OpBinary, msg)
+			if f := cl.Next(); f.Opcode != frame.OpBinary || string(f.Payload) != string(msg) {
 				t.Fatalf("%s: client got %v, want %q", c.name, f, msg)
 			}
 			waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
 		}
-		cl.sendClose(1000, "bye")
-		u.expectClose(1000, "bye")
-		u.sendClose(1000, "bye")
-		cl.expectClose(1000, "bye")
+		cl.SendClose(1000, "bye")
+		u.ExpectClose(1000, "bye")
+		u.SendClose(1000, "bye")
+		cl.ExpectClose(1000, "bye")
 		waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
 		if m := sessionLog(t, gw, i+1); m["client"] != c.client || m["reason"] != "normal" {
 			t.Errorf("%s: access log client %v reason %v, want %s normal", c.name, m["client"], m["reason"], c.client)
@@ -315,27 +316,27 @@ func TestParkNoSpinMidFrame(t *testing.T) {
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
 	for _, size := range []int{1000, 100 << 10} {
-		c := dialRaw(t, gw.Addr, "/")
+		c := wstest.DialRaw(t, gw.Addr, "/")
 		u := recvPeer(t, ups)
 		payload := pattern(size, 3)
-		b := frame.AppendFrame(nil, c.header(true, frame.OpBinary), payload)
+		b := frame.AppendFrame(nil, c.Header(true, frame.OpBinary), payload)
 		cut := len(b) - 100
-		c.write(b[:cut])
+		c.Write(b[:cut])
 		before := cpuTime(t)
 		time.Sleep(relay.ParkAfter + 1500*time.Millisecond)
 		used := cpuTime(t) - before
-		c.write(b[cut:])
-		if f := u.next(); f.Opcode != frame.OpBinary || !bytes.Equal(f.Payload, payload) {
+		c.Write(b[cut:])
+		if f := u.Next(); f.Opcode != frame.OpBinary || !bytes.Equal(f.Payload, payload) {
 			t.Fatalf("%d bytes: upstream got %v with %d bytes", size, f.Opcode, len(f.Payload))
 		}
 		if used > 500*time.Millisecond {
 			t.Errorf("%d-byte frame: the process used %v of CPU while the sender paused %v mid-frame, want next to none",
 				size, used, relay.ParkAfter+1500*time.Millisecond)
 		}
-		c.sendClose(1000, "")
-		u.expectClose(1000, "")
-		u.sendClose(1000, "")
-		c.expectClose(1000, "")
+		c.SendClose(1000, "")
+		u.ExpectClose(1000, "")
+		u.SendClose(1000, "")
+		c.ExpectClose(1000, "")
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/internal/relay"
+	"wsgate/internal/wstest"
 )
 
 const (
@@ -85,7 +86,7 @@ func maskedBlock(key [4]byte) []byte {
 // writeStream writes n bytes of the pattern as the payload of frames of at
 // most frameSize bytes (a multiple of 4; one message), masked if p is the
 // client. It streams: no buffer grows with n.
-func (p *rawPeer) writeStream(n, frameSize int64) error {
+func writeStream(p *wstest.Peer, n, frameSize int64) error {
 	var hb [frame.MaxHeaderSize]byte
 	var pos int64 // position in the message
 	for pos < n {
@@ -94,19 +95,19 @@ func (p *rawPeer) writeStream(n, frameSize int64) error {
 		if pos == 0 {
 			op = frame.OpBinary
 		}
-		h := p.header(pos+fl == n, op)
+		h := p.Header(pos+fl == n, op)
 		h.Length = fl
 		block := streamBlock
 		if h.Masked {
 			block = maskedBlock(h.Key)
 		}
-		if err := p.writeErr(hb[:frame.PutHeader(hb[:], h)]); err != nil {
+		if err := p.WriteErr(hb[:frame.PutHeader(hb[:], h)]); err != nil {
 			return err
 		}
 		for end := pos + fl; pos < end; {
 			s := pos % testStreamChunk
 			k := min(testStreamChunk-s, end-pos)
-			if err := p.writeErr(block[s : s+k]); err != nil {
+			if err := p.WriteErr(block[s : s+k]); err != nil {
 				return err
 			}
 			pos += k
@@ -117,16 +118,16 @@ func (p *rawPeer) writeStream(n, frameSize int64) error {
 
 // readStream reads one message as frames of any size, in chunks, checks
 // every byte against the pattern, and returns its size and frame count.
-func (p *rawPeer) readStream() (n int64, frames int, err error) {
+func readStream(p *wstest.Peer) (n int64, frames int, err error) {
 	buf := make([]byte, testStreamChunk)
 	for {
-		_ = p.conn.SetReadDeadline(time.Now().Add(relayIO))
-		h, err := frame.ReadHeader(p.br, frame.Rules{})
+		_ = p.Conn.SetReadDeadline(time.Now().Add(relayIO))
+		h, err := frame.ReadHeader(p.BR, frame.Rules{})
 		if err != nil {
 			return n, frames, err
 		}
 		frames++
-		if h.Masked == p.client {
+		if h.Masked == p.Client {
 			return n, frames, fmt.Errorf("frame %d masked=%v", frames, h.Masked)
 		}
 		if want := frame.OpContinuation; frames == 1 && h.Opcode != frame.OpBinary || frames > 1 && h.Opcode != want {
@@ -143,8 +144,8 @@ func (p *rawPeer) readStream() (n int64, frames int, err error) {
 			s := n % testStreamChunk
 			k := min(testStreamChunk-s, end-n)
 			c := buf[:k]
-			_ = p.conn.SetReadDeadline(time.Now().Add(relayIO))
-			if _, err := io.ReadFull(p.br, c); err != nil {
+			_ = p.Conn.SetReadDeadline(time.Now().Add(relayIO))
+			if _, err := io.ReadFull(p.BR, c); err != nil {
 				return n, frames, err
 			}
 			if !bytes.Equal(c, block[s:s+k]) {
@@ -163,7 +164,7 @@ func (p *rawPeer) readStream() (n int64, frames int, err error) {
 func streamOnce(t *testing.T, frameSize int64, toUpstream bool) {
 	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "512MiB", "max_message_bytes", "512MiB", "write_timeout", "10s"))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
 	src, dst := c, u
 	if !toUpstream {
@@ -176,9 +177,9 @@ func streamOnce(t *testing.T, frameSize int64, toUpstream bool) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		werr = src.writeStream(streamSize, frameSize)
+		werr = writeStream(src, streamSize, frameSize)
 	}()
-	n, frames, rerr := dst.readStream()
+	n, frames, rerr := readStream(dst)
 	wg.Wait()
 	el := time.Since(start)
 	grow := heap.growth()
@@ -194,34 +195,34 @@ func streamOnce(t *testing.T, frameSize int64, toUpstream bool) {
 		t.Errorf("heap in use grew by %d bytes relaying 256 MiB, want < %d", grow, heapLimit)
 	}
 	// The session goes on normally afterwards.
-	c.echoCheckRaw(u, "after")
-	c.sendClose(1000, "")
-	u.expectClose(1000, "")
-	u.sendClose(1000, "")
-	u.conn.Close()
-	c.expectClose(1000, "")
-	c.expectEOF(2 * time.Second)
+	echoCheckRaw(c, u, "after")
+	c.SendClose(1000, "")
+	u.ExpectClose(1000, "")
+	u.SendClose(1000, "")
+	u.Conn.Close()
+	c.ExpectClose(1000, "")
+	c.ExpectEOF(2 * time.Second)
 	expectLog(t, gw, "reason", "normal", "truncated", "false")
 }
 
 // echoCheckRaw sends msg from client p to raw upstream u and back.
-func (p *rawPeer) echoCheckRaw(u *rawPeer, msg string) {
-	p.t.Helper()
-	p.send(true, frame.OpText, []byte(msg))
-	if f := u.nextData(); f.Opcode != frame.OpText || string(f.Payload) != msg {
-		p.t.Fatalf("upstream got %v, want %q", f, msg)
+func echoCheckRaw(p *wstest.Peer, u *wstest.Peer, msg string) {
+	p.T.Helper()
+	p.Send(true, frame.OpText, []byte(msg))
+	if f := nextData(u); f.Opcode != frame.OpText || string(f.Payload) != msg {
+		p.T.Fatalf("upstream got %v, want %q", f, msg)
 	}
-	u.send(true, frame.OpText, []byte(msg))
-	if f := p.nextData(); f.Opcode != frame.OpText || string(f.Payload) != msg {
-		p.t.Fatalf("client got %v, want %q", f, msg)
+	u.Send(true, frame.OpText, []byte(msg))
+	if f := nextData(p); f.Opcode != frame.OpText || string(f.Payload) != msg {
+		p.T.Fatalf("client got %v, want %q", f, msg)
 	}
 }
 
 // nextData is next, skipping pings (the gateway's keepalive).
-func (p *rawPeer) nextData() rawFrame {
-	p.t.Helper()
+func nextData(p *wstest.Peer) wstest.Frame {
+	p.T.Helper()
 	for {
-		if f := p.next(); f.Opcode != frame.OpPing {
+		if f := p.Next(); f.Opcode != frame.OpPing {
 			return f
 		}
 	}
@@ -247,15 +248,15 @@ func TestStreamBufCap(t *testing.T) {
 	gw := startGateway(t, relayYAML("builtin:echo", "max_frame_bytes", "2MiB", "max_message_bytes", "4MiB"))
 	echo := func(what string, size int) {
 		t.Helper()
-		p := dialRaw(t, gw.Addr, "/")
+		p := wstest.DialRaw(t, gw.Addr, "/")
 		payload := pattern(size, byte(size))
-		p.send(true, frame.OpBinary, payload)
-		f := p.next()
+		p.Send(true, frame.OpBinary, payload)
+		f := p.Next()
 		if f.Opcode != frame.OpBinary || f.Masked || !bytes.Equal(f.Payload, payload) {
 			t.Fatalf("%s: echo of %d bytes came back as %v with %d bytes", what, size, f.Opcode, len(f.Payload))
 		}
-		p.sendClose(1000, "")
-		p.expectClose(1000, "")
+		p.SendClose(1000, "")
+		p.ExpectClose(1000, "")
 	}
 	echo("large buffers free", 1<<20+123)
 
@@ -299,9 +300,9 @@ func TestStreamSlowReader(t *testing.T) {
 	// probe (200 ms and up) is what reopens it. A shorter timeout made
 	// the test depend on that timing.
 	gw := startGateway(t, relayYAML(up.URL, "write_timeout", "1s", "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
-	if tc, ok := c.conn.(*net.TCPConn); ok {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(16 << 10)
 	}
 	waitFor(t, "the session", func() bool { return gw.Sessions() == 1 })
@@ -313,14 +314,14 @@ func TestStreamSlowReader(t *testing.T) {
 	// short of the test's own.
 	sent := make(chan error, 1)
 	go func() {
-		_ = u.conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
-		_, err := u.conn.Write(frame.AppendFrame(nil, u.header(true, frame.OpBinary), payload))
+		_ = u.Conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		_, err := u.Conn.Write(frame.AppendFrame(nil, u.Header(true, frame.OpBinary), payload))
 		sent <- err
 	}()
 	// 128 KiB/s: a 256 KiB chunk takes about 2 s, twice write_timeout.
-	_ = c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	buffered, _ := c.br.Peek(c.br.Buffered())
-	slow := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buffered), slowReader{c: c.conn, rate: 128 << 10}), 4<<10)
+	_ = c.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buffered, _ := c.BR.Peek(c.BR.Buffered())
+	slow := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buffered), slowReader{c: c.Conn, rate: 128 << 10}), 4<<10)
 	start := time.Now()
 	h, err := frame.ReadHeader(slow, frame.Rules{})
 	if err != nil || h.Opcode != frame.OpBinary || h.Length != int64(len(payload)) {
@@ -336,13 +337,13 @@ func TestStreamSlowReader(t *testing.T) {
 	if slow.Buffered() > 0 {
 		t.Fatalf("%d bytes after the frame", slow.Buffered())
 	}
-	c.br = bufio.NewReader(c.conn)
+	c.BR = bufio.NewReader(c.Conn)
 	t.Logf("read %d KiB in %v (write_timeout 1s)", len(got)>>10, time.Since(start).Round(time.Millisecond))
 	if err := <-sent; err != nil {
 		t.Fatalf("upstream write: %v", err)
 	}
-	c.sendClose(1000, "")
-	u.expectClose(1000, "")
-	u.sendClose(1000, "")
-	c.expectClose(1000, "")
+	c.SendClose(1000, "")
+	u.ExpectClose(1000, "")
+	u.SendClose(1000, "")
+	c.ExpectClose(1000, "")
 }

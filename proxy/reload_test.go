@@ -25,6 +25,7 @@ import (
 	"wsgate/frame"
 	"wsgate/handshake"
 	"wsgate/internal/config"
+	"wsgate/internal/wstest"
 )
 
 // TestShutdownCutsAtGrace: a client and an upstream that never answer the
@@ -34,7 +35,7 @@ func TestShutdownCutsAtGrace(t *testing.T) {
 	t.Parallel()
 	up, peers := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, "server.shutdown_grace", "1s", "close_timeout", "10s"))
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, peers)
 	// The 101 is out before the session is registered.
 	waitFor(t, "session", func() bool { return gw.Sessions() == 1 })
@@ -45,8 +46,8 @@ func TestShutdownCutsAtGrace(t *testing.T) {
 		done <- time.Since(start)
 	}()
 	// Both get their Close, and neither answers.
-	c.expectClose(1001, "gateway shutting down")
-	u.expectClose(1001, "gateway shutting down")
+	c.ExpectClose(1001, "gateway shutting down")
+	u.ExpectClose(1001, "gateway shutting down")
 	var took time.Duration
 	select {
 	case took = <-done:
@@ -59,8 +60,8 @@ func TestShutdownCutsAtGrace(t *testing.T) {
 	if n := gw.Sessions(); n != 0 {
 		t.Errorf("Shutdown returned with %d sessions still open: peers that never answer must be cut at shutdown_grace", n)
 	}
-	c.expectDropped()
-	u.expectDropped()
+	c.ExpectDropped()
+	u.ExpectDropped()
 	if since := time.Since(start); since > 2500*time.Millisecond {
 		t.Errorf("peers cut %v after the shutdown began, want about 1s", since)
 	}
@@ -78,7 +79,7 @@ func TestShutdownHandshakeInFlight(t *testing.T) {
 	}
 	defer ln.Close()
 	asked := make(chan struct{})
-	ups := make(chan *rawPeer, 1)
+	ups := make(chan *wstest.Peer, 1)
 	go func() {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -96,16 +97,16 @@ func TestShutdownHandshakeInFlight(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // Shutdown begins meanwhile
 		_, _ = conn.Write(handshake.AppendResponse101(nil, hs.Key, "", nil))
 		_ = conn.SetDeadline(time.Time{})
-		ups <- &rawPeer{conn: conn, br: br}
+		ups <- &wstest.Peer{Conn: conn, BR: br}
 	}()
 	gw := startGateway(t, relayYAML("ws://"+ln.Addr().String(), "server.shutdown_grace", "3s", "close_timeout", "10s"))
 	type dialed struct {
-		p   *rawPeer
+		p   *wstest.Peer
 		err error
 	}
 	cc := make(chan dialed, 1)
 	go func() {
-		p, err := dialRawErr(gw.Addr, "/")
+		p, err := wstest.DialRawErr(gw.Addr, "/")
 		cc <- dialed{p, err}
 	}()
 	select {
@@ -125,16 +126,16 @@ func TestShutdownHandshakeInFlight(t *testing.T) {
 		t.Fatalf("the handshake in flight failed: %v", d.err)
 	}
 	c := d.p
-	c.t = t
+	c.T = t
 	u := <-ups
-	u.t = t
+	u.T = t
 	// Both answer at once, like well-behaved peers.
-	c.expectClose(1001, "gateway shutting down")
-	c.sendClose(1001, "")
-	u.expectClose(1001, "gateway shutting down")
-	u.sendClose(1001, "")
-	c.expectEOF(2 * time.Second)
-	u.conn.Close()
+	c.ExpectClose(1001, "gateway shutting down")
+	c.SendClose(1001, "")
+	u.ExpectClose(1001, "gateway shutting down")
+	u.SendClose(1001, "")
+	c.ExpectEOF(2 * time.Second)
+	u.Conn.Close()
 	select {
 	case took := <-done:
 		if took > 1500*time.Millisecond {
@@ -192,11 +193,11 @@ func TestReloadKeepsServerSettings(t *testing.T) {
 		t.Errorf("defaults.close_timeout after reload = %v, want the new 700ms", ct)
 	}
 	// New sessions take the kept shutdown_close_code, not the reloaded one.
-	c := dialRaw(t, gw.Addr, "/")
+	c := wstest.DialRaw(t, gw.Addr, "/")
 	waitFor(t, "session", func() bool { return gw.Sessions() == 1 })
 	go gw.Shutdown(context.Background())
-	c.expectClose(1001, "gateway shutting down")
-	c.sendClose(1001, "")
+	c.ExpectClose(1001, "gateway shutting down")
+	c.SendClose(1001, "")
 }
 
 // TestReloadDuringShutdown: once draining, a reload is refused (it would
@@ -335,9 +336,9 @@ routes:
 	}
 
 	// Round robin: clients alternate between the two upstreams.
-	var clients []*rawPeer
+	var clients []*wstest.Peer
 	for range 4 {
-		clients = append(clients, dialRaw(t, gw.Addr, "/"))
+		clients = append(clients, wstest.DialRaw(t, gw.Addr, "/"))
 	}
 	waitFor(t, "4 sessions", func() bool { return gw.Sessions() == 4 })
 	if n := sessionsOn(gw, u1.URL); n != 2 {
@@ -350,18 +351,18 @@ routes:
 	got := make(chan string, len(clients))
 	for _, c := range clients {
 		go func() {
-			_ = c.conn.SetReadDeadline(time.Now().Add(time.Second))
-			h, err := frame.ReadHeader(c.br, frame.Rules{})
+			_ = c.Conn.SetReadDeadline(time.Now().Add(time.Second))
+			h, err := frame.ReadHeader(c.BR, frame.Rules{})
 			if err != nil {
 				got <- "" // not drained: no frame within 1s
 				return
 			}
 			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(c.br, p); err != nil || h.Opcode != frame.OpClose || len(p) < 2 {
+			if _, err := io.ReadFull(c.BR, p); err != nil || h.Opcode != frame.OpClose || len(p) < 2 {
 				got <- fmt.Sprintf("%v %x %v", h.Opcode, p, err)
 				return
 			}
-			_ = c.writeErr(frame.AppendFrame(nil, c.header(true, frame.OpClose), p[:2]))
+			_ = c.WriteErr(frame.AppendFrame(nil, c.Header(true, frame.OpClose), p[:2]))
 			got <- fmt.Sprintf("Close(%d, %q)", int(p[0])<<8|int(p[1]), p[2:])
 		}()
 	}
@@ -388,7 +389,7 @@ routes:
 	}
 	// New sessions avoid the drained upstream...
 	for range 4 {
-		clients = append(clients, dialRaw(t, gw.Addr, "/"))
+		clients = append(clients, wstest.DialRaw(t, gw.Addr, "/"))
 	}
 	waitFor(t, "6 sessions", func() bool { return gw.Sessions() == 6 })
 	for _, s := range gw.reg.list() {
@@ -405,7 +406,7 @@ routes:
 		t.Fatal(err)
 	}
 	for range 2 {
-		clients = append(clients, dialRaw(t, gw.Addr, "/"))
+		clients = append(clients, wstest.DialRaw(t, gw.Addr, "/"))
 	}
 	waitFor(t, "8 sessions", func() bool { return gw.Sessions() == 8 })
 	if n1 := sessionsOn(gw, u1.URL); n1 != 1 {
@@ -417,7 +418,7 @@ routes:
 	}
 	waitFor(t, "no session", func() bool { return gw.Sessions() == 0 })
 	for _, c := range clients {
-		c.conn.Close()
+		c.Conn.Close()
 	}
 }
 
@@ -440,9 +441,9 @@ func TestDrainEveryUpstream(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("drain: %d", resp.StatusCode)
 	}
-	a := mustHandshake(t, gw.Addr, "", nil)
-	expectStatus(t, a, http.StatusServiceUnavailable, "every upstream drained")
-	if ra := a.resp.Header.Get("Retry-After"); ra == "" {
+	a := wstest.MustHandshake(t, gw.Addr, "", nil)
+	wstest.ExpectStatus(t, a, http.StatusServiceUnavailable, "every upstream drained")
+	if ra := a.Resp.Header.Get("Retry-After"); ra == "" {
 		t.Errorf("503 without Retry-After")
 	}
 	waitFor(t, "the rejection to be logged", func() bool {
@@ -455,9 +456,9 @@ func TestDrainEveryUpstream(t *testing.T) {
 	if err := gw.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
-	b := mustHandshake(t, gw.Addr, "", nil)
-	expectStatus(t, b, http.StatusSwitchingProtocols, "after the reload")
-	b.peer.echoOnce("back")
+	b := wstest.MustHandshake(t, gw.Addr, "", nil)
+	wstest.ExpectStatus(t, b, http.StatusSwitchingProtocols, "after the reload")
+	b.Peer.EchoOnce("back")
 }
 
 // sessionsOn counts gw's open sessions on upstream.

@@ -806,14 +806,13 @@ func TestBalanceLeastConnBurst(t *testing.T) {
 				t.Errorf("got %d", rc.resp.StatusCode)
 				return
 			}
-			_ = rc.SetReadDeadline(time.Now().Add(ioTimeout))
-			_, p, err := readServerFrame(rc.br)
+			f, err := rc.peer(t).Read() // not Next: this goroutine must not FailNow
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			mu.Lock()
-			got[string(p)]++
+			got[string(f.Payload)]++
 			mu.Unlock()
 		}()
 	}
