@@ -290,7 +290,7 @@ func AppendResponse101(dst []byte, key, protocol string, extra http.Header) []by
 
 // WriteRejection answers a refused handshake: rej.Status, rej.Header,
 // "Content-Type: text/plain; charset=utf-8" and rej.Reason plus a newline
-// as the body (the docs/relay.md: every rejection names its reason).
+// as the body (docs/handshake.md "Rejections": every rejection names its reason).
 func WriteRejection(w http.ResponseWriter, rej *Rejection) {
 	h := w.Header()
 	for name, values := range rej.Header {

@@ -324,8 +324,9 @@ func TestAppendResponse101_StripsControlChars(t *testing.T) {
 	}
 }
 
-// TestWriteRejection: status, headers, plain-text reason (docs/relay.md: every
-// rejection has a short plain-text body naming the reason).
+// TestWriteRejection: status, headers, plain-text reason (docs/handshake.md
+// "Rejections": every rejection has a short plain-text body naming the
+// reason).
 func TestWriteRejection(t *testing.T) {
 	t.Parallel()
 	_, rej := Check(rfcRequest(set("Sec-WebSocket-Version", "8")))

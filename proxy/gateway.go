@@ -33,8 +33,8 @@ import (
 	"wsgate/ratelimit"
 )
 
-// maxAttempts is how many upstreams one handshake tries (docs/handshake.md: "at most 3
-// attempts").
+// maxAttempts is how many upstreams one handshake tries (docs/handshake.md
+// "Dialling the upstream").
 const maxAttempts = 3
 
 // Gateway is the WebSocket gateway: an http.Handler that performs the
@@ -391,7 +391,7 @@ func (rs *routeState) targetURL(u *config.Upstream) (*url.URL, *handshake.Dialer
 }
 
 // upstreamFailed answers the client after the upstream handshake failed
-// (docs/relay.md: the upstream-outcome table).
+// (docs/handshake.md "Upstream outcomes").
 func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, route string, err error) {
 	var se *handshake.StatusError
 	switch {

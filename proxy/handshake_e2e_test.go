@@ -451,7 +451,7 @@ func TestHandshakeRejections(t *testing.T) {
 	if n := up.accepts.Load(); n != 0 {
 		t.Fatalf("rejected handshakes opened %d upstream connections", n)
 	}
-	// One log line per rejection, with its status (docs/handshake.md: "and is logged").
+	// One log line per rejection, with its status (docs/operations.md "Other log lines").
 	for _, tt := range tests {
 		if len(gw.Logs.Lines(`"event":"rejected"`, fmt.Sprintf(`"status":%d`, tt.status))) == 0 {
 			t.Errorf("no rejection logged with status %d", tt.status)

@@ -1,7 +1,7 @@
 package proxy
 
-// Streaming (docs/relay.md: "a 100 MiB message must not need 100 MiB of
-// memory"): a 256 MiB message between peers that stream it themselves,
+// Streaming (docs/relay.md "Fragmentation and streaming": a large message
+// does not need its size in memory): a 256 MiB message between peers that stream it themselves,
 // while the heap in use (of this process: gateway and peers) is sampled.
 // The peers use fixed buffers, so any growth is the gateway's.
 
@@ -287,8 +287,8 @@ func (r slowReader) Read(p []byte) (int, error) {
 	return r.c.Read(p)
 }
 
-// A client that reads slowly but steadily is slowed, not cut (docs/relay.md "write_timeout and backpressure": "A slow
-// reader slows its sender"; only a peer that takes no write within
+// A client that reads slowly but steadily is slowed, not cut (docs/relay.md "write_timeout and
+// backpressure": a slow reader slows its sender; only a peer that takes no write within
 // write_timeout is gone), even though a streamed chunk takes it longer than
 // write_timeout to read: the timeout runs from the last write it took any
 // of. The gateway's send buffer is shrunk so that the chunks cannot all sit

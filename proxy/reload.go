@@ -67,7 +67,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 
 // restartOnly returns the dotted keys whose new values a reload cannot
 // apply, and cfg with their old values put back. `server:` holds the
-// listeners and the shutdown settings (docs/relay.md: they need a restart); the
+// listeners and the shutdown settings (docs/relay.md "Reload and drain": they need a restart); the
 // logger and the TLS listener's config are built once at start.
 func restartOnly(old, cfg *config.Config) ([]string, *config.Config) {
 	keys := changedKeys("server", reflect.ValueOf(old.Server), reflect.ValueOf(cfg.Server))

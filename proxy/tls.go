@@ -59,8 +59,8 @@ func (g *Gateway) plainHandler(tlsAddr string) http.Handler {
 	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isUpgrade(r) {
-			// No route is a 404 as on any listener (docs/relay.md: the route check
-			// comes first); a route without allow_plain gets 403.
+			// No route is a 404 as on any listener (docs/handshake.md "Order of
+			// checks": the route check comes first); a route without allow_plain gets 403.
 			snap := g.snap.Load()
 			i, ok := snap.router.Match(r.Host, r.URL.Path)
 			if !ok || snap.routes[i].cfg.AllowPlain {

@@ -57,8 +57,8 @@ func (b Balance) String() string {
 // per unit of weight.
 const MaxWeight = 256
 
-// Passive health (docs/handshake.md: a failed dial "marks that
-// upstream down for a short back-off"): the first failure backs off for
+// Passive health (docs/handshake.md "Dialling the upstream": a failed dial
+// marks that upstream down for a short back-off): the first failure backs off for
 // backoffMin, each further consecutive failure doubles it, up to backoffMax:
 // 1s, 2s, 4s, 8s, 16s, 30s, 30s …
 const (

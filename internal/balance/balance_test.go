@@ -166,9 +166,9 @@ func TestPoolCandidatesOrder(t *testing.T) {
 
 func cmpBackendKey(a, b *Backend) int { return strings.Compare(a.Key, b.Key) }
 
-// TestPoolPassiveHealth: docs/handshake.md: "A failed upstream dial
-// is retried on the next upstream of the route before answering 502, and
-// marks that upstream down for a short back-off (passive health)."
+// TestPoolPassiveHealth: a failed upstream dial is retried on the next
+// upstream of the route before answering 502, and marks that upstream down
+// for a short back-off (docs/handshake.md "Dialling the upstream").
 func TestPoolPassiveHealth(t *testing.T) {
 	t.Parallel()
 	for _, balance := range []Balance{RoundRobin, LeastConn, IPHash} {

@@ -87,6 +87,9 @@ func (p *Poller) loop() {
 // the descriptor cannot be watched (l is closing): the caller keeps reading
 // in the usual way.
 func (p *Poller) arm(l *leg) bool {
+	if p.closed.Load() {
+		return false // its epoll instance is (being) closed
+	}
 	ok := false
 	// Control holds a reference on the descriptor: it cannot be closed
 	// (and reused) while it is being registered.

@@ -81,7 +81,8 @@ func (s *Session) pump(src, dst *leg) (parked bool) {
 		src.lastRead = s.now()
 		src.pingSent = 0
 		src.frames.Add(1)
-		if s.lim != nil && src.side == SideClient && h.Opcode != frame.OpClose && !s.closingLeg(src) {
+		closing := s.closingLeg(src)
+		if s.lim != nil && src.side == SideClient && h.Opcode != frame.OpClose && !closing {
 			if !s.limit(src, h) {
 				// Over a limit, on_exceed: close. As after a violation,
 				// step over the payload and linger for the client's Close,
@@ -91,8 +92,10 @@ func (s *Session) pump(src, dst *leg) (parked bool) {
 				}
 				continue
 			}
+			// A throttle wait may have ended because a Close was sent.
+			closing = s.closingLeg(src)
 		}
-		if s.closingLeg(src) && !s.relayWhileOwing(src, h) {
+		if closing && !s.relayWhileOwing(src, h) {
 			// We closed this leg (or owe its peer a Close): discard
 			// data, wait for its Close.
 			if !s.awaitClose(src, h) {

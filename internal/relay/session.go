@@ -304,10 +304,11 @@ func (s *Session) truncate(l *leg, by string) {
 }
 
 // violation closes the session for a frame-level violation by src's peer.
-// A client's protocol error or bad UTF-8 in a data frame waits for the
-// upstream's reply (applyClientError); everything else, and any violation
-// in a Close frame (the peer's sending is over), closes both sides at once.
-// Caps and rate limits are not violations: they close at once too.
+// A client's protocol error or bad UTF-8 waits for the upstream's reply
+// (applyClientError); everything else closes both sides at once: the
+// upstream's violations, and a client over max_frame_bytes or
+// max_message_bytes (it may be flooding). A violation in a Close frame goes
+// to badClose instead, and rate limits to limit.
 func (s *Session) violation(src *leg, err error) {
 	code, ok := frame.CodeOf(err)
 	if !ok {

@@ -89,7 +89,8 @@ func (s *Session) tick(l *leg) tickResult {
 	}
 	if s.cfg.PingInterval > 0 {
 		if l.pingSent != 0 {
-			// docs/relay.md: no frame at all within pong_timeout after our ping: the
+			// docs/relay.md "Keepalive pings and pong_timeout": no frame at all
+			// within pong_timeout after our ping: the
 			// leg is gone. Any frame counts (RFC 6455 §5.5.3 lets a peer
 			// answer only the latest ping).
 			if now-l.pingSent >= int64(s.cfg.PongTimeout) {

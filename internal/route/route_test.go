@@ -274,9 +274,9 @@ func TestRouterStripPrefix(t *testing.T) {
 	}
 }
 
-// TestRouterJoinPath: docs/handshake.md: "The upstream request path is
-// the upstream URL's path joined with the request path (the route prefix
-// removed if strip_prefix)".
+// TestRouterJoinPath: the upstream request path is the upstream URL's path
+// joined with the request path, the route prefix removed if strip_prefix
+// (docs/handshake.md "Request toward the upstream").
 func TestRouterJoinPath(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ base, req, want string }{
