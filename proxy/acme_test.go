@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"wsgate/internal/certs"
@@ -63,12 +64,34 @@ func pebbleBinaries(t *testing.T) (pebble, challtestsrv string) {
 // programs that cannot report the port they bound.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	if freePorts.given == nil {
+		freePorts.given = map[int]bool{}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	// The kernel may hand the same port back right after it was closed:
+	// never give one out twice in a process (Pebble once got the same
+	// port for its ACME and management listeners, and failed to start).
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !freePorts.given[port] {
+			freePorts.given[port] = true
+			return port
+		}
+	}
+	t.Fatal("no free port not given out before")
+	return 0
+}
+
+// freePorts are the ports freePort gave out.
+var freePorts struct {
+	sync.Mutex
+	given map[int]bool
 }
 
 // pebble is a running Pebble with its DNS server.
