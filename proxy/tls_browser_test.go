@@ -6,8 +6,8 @@ package proxy
 
 import (
 	"context"
-	"io"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
