@@ -61,6 +61,11 @@ type Gateway struct {
 	// relayHooks); nil in production.
 	hooks atomic.Pointer[relay.Hooks]
 	poll  *relay.Poller // parked legs; nil where legs do not park
+	// streams is done when the gateway starts to shut down: event streams
+	// proxied for http: proxy routes end then, since they would never end
+	// by themselves within shutdown_grace (http.go).
+	streams     context.Context
+	stopStreams context.CancelFunc
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -87,6 +92,7 @@ type routeState struct {
 // New builds a gateway for cfg.
 func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log}
+	g.streams, g.stopStreams = context.WithCancel(context.Background())
 	g.gate.Log = log
 	g.gate.Rejected = g.listenerRejected
 	g.reg.init()

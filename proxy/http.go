@@ -19,6 +19,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -105,11 +106,13 @@ type httpRequest struct {
 	in      *http.Request
 	client  netip.Addr
 	proxies []netip.Prefix
-	stuck   string // the valid sticky cookie value the client sent, or ""
+	stuck   string          // the valid sticky cookie value the client sent, or ""
+	streams context.Context // Gateway.streams
 
-	backend *balance.Backend // the upstream that answered; nil if none did
-	status  int              // the gateway's own answer (error handler), or 0
-	err     error            // why the gateway answered itself, or why the body broke
+	stop    context.CancelFunc // ends the request (an event stream, at shutdown)
+	backend *balance.Backend   // the upstream that answered; nil if none did
+	status  int                // the gateway's own answer (error handler), or 0
+	err     error              // why the gateway answered itself, or why the body broke
 }
 
 func requestOf(r *http.Request) *httpRequest {
@@ -123,7 +126,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, snap *snapsh
 	start := time.Now()
 	listen.Served(r.Context())
 	client := clientAddr(r, snap.cfg.Server.TrustedProxies)
-	st := &httpRequest{rs: rs, in: r, client: client, proxies: snap.cfg.Server.TrustedProxies}
+	st := &httpRequest{rs: rs, in: r, client: client, proxies: snap.cfg.Server.TrustedProxies, streams: g.streams}
 	sw := &statusWriter{ResponseWriter: w}
 	in := &countingBody{}
 	defer func() {
@@ -168,7 +171,9 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, snap *snapsh
 	if rs.sticky != nil {
 		st.stuck = rs.stuckValue(r)
 	}
-	ctx := context.WithValue(r.Context(), httpKey{}, st)
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), httpKey{}, st))
+	defer cancel()
+	st.stop = cancel
 	rs.http.rp.ServeHTTP(sw, r.WithContext(ctx))
 }
 
@@ -293,7 +298,25 @@ func modifyHTTPResponse(resp *http.Response) error {
 	if c := st.rs.stickyCookie(st.backend, st.stuck, st.in.TLS != nil); c != "" {
 		resp.Header.Add("Set-Cookie", c)
 	}
+	// An event stream lasts until one side ends it: a shutdown ends it at
+	// once (EventSource clients reconnect by themselves), where other
+	// requests in flight get shutdown_grace to finish.
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "text/event-stream" {
+		stopAt := context.AfterFunc(st.streams, st.stop)
+		resp.Body = &stopOnClose{ReadCloser: resp.Body, stop: stopAt}
+	}
 	return nil
+}
+
+// stopOnClose unregisters an event stream's shutdown hook when it ends.
+type stopOnClose struct {
+	io.ReadCloser
+	stop func() bool
+}
+
+func (s *stopOnClose) Close() error {
+	s.stop()
+	return s.ReadCloser.Close()
 }
 
 // httpProxyError answers a request whose upstream could not answer: the

@@ -722,3 +722,68 @@ func TestHTTPIPHash(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPShutdown: a shutdown ends event streams at once (they never end
+// by themselves: the shutdown would otherwise wait its whole grace), lets a
+// request in flight finish with its answer, and refuses new requests.
+func TestHTTPShutdown(t *testing.T) {
+	t.Parallel()
+	slowStarted := make(chan struct{})
+	up := newAppUpstream(t, "A", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := 0; ; i++ {
+				fmt.Fprintf(w, "data: %d\n\n", i)
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		case "/slow":
+			close(slowStarted)
+			time.Sleep(time.Second)
+			_, _ = io.WriteString(w, "finished")
+		}
+	})
+	gw := startGateway(t, strings.Replace(httpRouteYAML("/", []string{up.URL}, ""),
+		"shutdown_grace: 3s", "shutdown_grace: 30s", 1))
+	resp, err := httpClient().Get("http://" + gw.Addr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "data: 0\n" {
+		t.Fatalf("first event %q %v", line, err)
+	}
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := httpClient().Get("http://" + gw.Addr + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
+	}()
+	<-slowStarted
+	stopped := make(chan struct{})
+	go func() {
+		gw.stop() // fails the test if the gateway takes over 10 s (the grace is 30 s)
+		close(stopped)
+	}()
+	// The stream ends (EOF or a reset), well before the grace.
+	for {
+		if _, err := br.ReadString('\n'); err != nil {
+			break
+		}
+	}
+	if got := <-slow; got != "200 finished" {
+		t.Errorf("the request in flight at shutdown got %q, want its answer", got)
+	}
+	<-stopped
+}

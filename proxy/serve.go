@@ -254,6 +254,7 @@ func (g *Gateway) Shutdown(ctx context.Context) { g.shutdown(ctx, nil) }
 func (g *Gateway) shutdown(ctx context.Context, inflight *atomic.Int64) {
 	begun := time.Now()
 	g.draining.Store(true)
+	g.stopStreams()
 	cfg := g.Config()
 	busy := func() bool { return g.active.Load() > 0 || (inflight != nil && inflight.Load() > 0) }
 	sessions := g.reg.list()
