@@ -787,3 +787,35 @@ func TestHTTPShutdown(t *testing.T) {
 	}
 	<-stopped
 }
+
+// TestHTTPSUpstream: an https:// upstream (upstream_tls applies) serves
+// both kinds of request: HTTP over https, the upgrade over wss.
+func TestHTTPSUpstream(t *testing.T) {
+	t.Parallel()
+	up := websocket.Upgrader{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if websocket.IsWebSocketUpgrade(r) {
+			c, err := up.Upgrade(w, r, nil)
+			if err == nil {
+				_ = c.WriteMessage(websocket.TextMessage, []byte("tls ws"))
+				c.Close()
+			}
+			return
+		}
+		fmt.Fprintf(w, "tls %s %v", r.Proto, r.TLS != nil)
+	}))
+	t.Cleanup(srv.Close)
+	gw := startGateway(t, httpRouteYAML("/", []string{srv.URL}, "    upstream_tls: {insecure_skip_verify: true}\n"))
+	if resp, body := get(t, "http://"+gw.Addr+"/"); resp.StatusCode != 200 || body != "tls HTTP/1.1 true" {
+		t.Errorf("https upstream: %d %q", resp.StatusCode, body)
+	}
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+gw.Addr+"/ws", nil)
+	if err != nil {
+		t.Fatalf("upgrade to the https upstream: %v", err)
+	}
+	_, msg, _ := c.ReadMessage()
+	c.Close()
+	if string(msg) != "tls ws" {
+		t.Errorf("upgrade got %q", msg)
+	}
+}
