@@ -161,7 +161,9 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, snap *snapsh
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(sw, r.Body, max)
+			// The server's own ResponseWriter: past the cap, it also
+			// closes the connection after the answer.
+			r.Body = http.MaxBytesReader(w, r.Body, max)
 		}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
