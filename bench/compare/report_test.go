@@ -60,17 +60,20 @@ func TestWriteReport(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	c := config{
-		scenarios: []string{"echo-small", "idle-mem"}, targets: []string{"wsgate", "wsgate-tls", "nginx", "haproxy", "caddy", "direct"},
+		scenarios:    []string{"echo-small", "idle-mem"},
+		targets:      []string{"wsgate", "wsgate-tls", "nginx", "nginx-tls", "haproxy", "haproxy-tls", "caddy", "direct"},
 		tlsScenarios: []string{"idle-mem"},
 		out:          dir, md: filepath.Join(dir, "BENCHMARKS.md"), configs: "bench/configs", command: "bench/compare.sh",
 		rounds: 1, maxRounds: 1, sessions: 9000, noise: 0.1,
 	}
 	var runs []*runRecord
 	for i, tg := range c.targets {
-		if tg != "wsgate-tls" {
+		if !isTLS(tg) {
 			runs = append(runs, rec(1, "echo-small", tg, float64(100*(i+1)), true))
 		}
-		r := rec(1, "idle-mem", tg, float64(5*(i+1)), i != 3) // wsgate 5, wsgate-tls 10 KiB; haproxy noisy
+		// KiB/session: wsgate 5, wsgate-tls 10, nginx 15, nginx-tls 20,
+		// haproxy 25 (noisy), haproxy-tls 30.
+		r := rec(1, "idle-mem", tg, float64(5*(i+1)), i != 4)
 		r.Unit, r.Opened, r.OpenS = "KiB/session", 9000, 3
 		runs = append(runs, r)
 	}
@@ -84,28 +87,36 @@ func TestWriteReport(t *testing.T) {
 	}
 	for _, want := range []string{"## The load generator is not the bottleneck", "### echo-small", "### idle-mem",
 		"| haproxy † |", "bench/compare.sh", "![ratios to nginx](ratios.svg)", "**1 discarded for noise**",
-		"| wsgate (wss:// client side) | 10.0 | n/a |", "median of same-round differences: 5.00 KiB",
-		"`wsgate wsgate-tls nginx haproxy caddy direct` in that order (wsgate-tls: idle-mem only)"} {
+		// A TLS target's ratio is to nginx (wss://): 10 / 20.
+		"| wsgate (wss://) | 10.0 | 0.50 |", "median of same-round differences: 5.00 KiB",
+		"`wsgate wsgate-tls nginx nginx-tls haproxy haproxy-tls caddy direct` in that order (the -tls targets: idle-mem only)",
+		// Best peers: over ws:// nginx (15 < 25 noisy haproxy), over wss:// nginx (wss://).
+		"| idle-mem | ws:// | nginx (15.0 KiB/session) | 0.33 (lower is better) |",
+		"| idle-mem | wss:// | nginx (wss://) (20.0 KiB/session) | 0.50 (lower is better) |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
-	// wsgate-tls ran idle-mem only: no row elsewhere, and it is no "best
-	// peer" nor the fastest proxy.
+	// The TLS targets ran idle-mem only: no row elsewhere, and none is the
+	// fastest proxy of the headroom check.
 	echo := string(md)[strings.Index(string(md), "### echo-small"):strings.Index(string(md), "### idle-mem")]
 	if strings.Contains(echo, "wss://") {
-		t.Errorf("echo-small table has a wsgate-tls row:\n%s", echo)
+		t.Errorf("echo-small table has a TLS row:\n%s", echo)
 	}
 	best := string(md)[strings.Index(string(md), "## wsgate against the best peer"):strings.Index(string(md), "## How it was run")]
-	if strings.Contains(best, "wsgate-tls") || strings.Contains(best, "wss://") {
-		t.Errorf("best-peer table mentions wsgate-tls")
+	if strings.Contains(best, "| echo-small | wss://") {
+		t.Errorf("best-peer table has a wss:// row for a scenario the TLS targets did not run:\n%s", best)
+	}
+	head := string(md)[strings.Index(string(md), "## The load generator"):strings.Index(string(md), "## Results")]
+	if strings.Contains(head, "wss://") || strings.Contains(head, "-tls") {
+		t.Errorf("the headroom check compares a TLS target:\n%s", head)
 	}
 	svg, err := os.ReadFile(filepath.Join(dir, "ratios.svg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(svg), "wsgate-tls") {
-		t.Error("the chart of ratios to nginx has wsgate-tls")
+	if strings.Contains(string(svg), "-tls") || strings.Contains(string(svg), "wss://") {
+		t.Error("the chart of ratios to nginx has a TLS target")
 	}
 	d := xml.NewDecoder(strings.NewReader(string(svg)))
 	for {
