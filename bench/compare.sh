@@ -23,6 +23,8 @@
 #   TARGETS [wsgate,wsgate-tls,nginx,nginx-tls,haproxy,haproxy-tls,caddy,caddy-tls,direct]
 #   TLS_SCENARIOS [echo-small,handshake-rate,idle-mem] what the -tls targets run
 #   OUT [unset]    write the report, chart and runs there instead of the repo
+#   SYSCALLS [1]   then trace each scenario once per proxy with strace -c -f:
+#                  system calls per operation (0 = skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,9 @@ for p in nginx haproxy caddy; do
 		need+=("$p")
 	fi
 done
+if [[ ${SYSCALLS:-1} != 0 ]] && ! command -v strace >/dev/null 2>&1; then
+	need+=(strace)
+fi
 if ((${#need[@]})); then
 	echo "compare: installing ${need[*]}" >&2
 	apt-get update -qq
@@ -75,7 +80,7 @@ if [[ -n ${OUT:-} ]]; then
 fi
 
 cmdline="bench/compare.sh"
-for v in DURATION WARMUP ROUNDS MAX_ROUNDS BUDGET NOISE QUIET_WAIT SESSIONS SETTLE SCENARIOS TARGETS TLS_SCENARIOS OUT; do
+for v in DURATION WARMUP ROUNDS MAX_ROUNDS BUDGET NOISE QUIET_WAIT SESSIONS SETTLE SCENARIOS TARGETS TLS_SCENARIOS SYSCALLS OUT; do
 	if [[ -n ${!v:-} ]]; then cmdline="$v=${!v} $cmdline"; fi
 done
 
@@ -85,4 +90,4 @@ done
 	-rounds "${ROUNDS:-5}" -max-rounds "${MAX_ROUNDS:-$((${ROUNDS:-5} + 2))}" -budget "${BUDGET:-22m}" \
 	-noise "${NOISE:-0.10}" -quiet-wait "${QUIET_WAIT:-5s}" -sessions "${SESSIONS:-9000}" -settle "${SETTLE:-5s}" \
 	-scenarios "${SCENARIOS:-echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem}" \
-	-targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-echo-small,handshake-rate,idle-mem}" -command "$cmdline"
+	-syscalls="$([[ ${SYSCALLS:-1} == 0 ]] && echo false || echo true)" -targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-echo-small,handshake-rate,idle-mem}" -command "$cmdline"

@@ -51,6 +51,7 @@ type config struct {
 	noise                       float64
 	quietWait                   time.Duration
 	command                     string
+	syscalls                    bool // trace syscalls per operation after the rounds
 }
 
 func main() {
@@ -74,6 +75,7 @@ func main() {
 	flag.Float64Var(&c.noise, "noise", 0.10, "discard a run when other processes used more than this share of all CPUs")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 5*time.Second, "before a run, wait up to this for half a second of quiet")
 	flag.StringVar(&c.command, "command", "", "the command line to print in the report")
+	flag.BoolVar(&c.syscalls, "syscalls", false, "after the rounds, count each proxy's system calls per operation with strace (syscalls.go)")
 	rerender := flag.Bool("rerender", false, "only rewrite the report from -out's runs.jsonl and meta.json")
 	flag.Parse()
 	c.scenarios = splitList(scen)
@@ -375,6 +377,13 @@ func run(ctx context.Context, c config) error {
 		if round <= c.rounds {
 			roundTime = time.Since(rstart)
 		}
+	}
+	if c.syscalls {
+		if err := b.runSyscalls(ctx); err != nil {
+			return err
+		}
+	} else {
+		_ = os.Remove(filepath.Join(c.out, syscallsFile)) // not this run's
 	}
 	env.Elapsed = time.Since(began).Round(time.Second)
 	if err := saveMeta(c, env); err != nil {

@@ -526,6 +526,8 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	}
 	p("\n")
 
+	syscallTables(loadSyscalls(c.out), c.scenarios, p)
+
 	p("## How it was run\n\n")
 	p("One command, from the repository root:\n\n```sh\n%s\n```\n\n", c.command)
 	p("It installs nginx, HAProxy and Caddy from Debian's packages if they are missing, builds `wsgate`, `wsbench` and the orchestrator (`bench/compare`), starts one `wsbench backend` shared by every target, renders the configs of [bench/configs](%s) into a temporary directory with free ports, runs the rounds, writes this file, the chart and every run as a JSON line in `runs.jsonl` (in [%s](%s)), and stops every process it started (by PID). ", rel(c.md, c.configs), c.out, rel(c.md, c.out))

@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/xml"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -190,5 +191,46 @@ func TestTLSTargetRunsItsScenariosOnly(t *testing.T) {
 	runs = runs[1:] // wsgate's idle-mem run
 	if short := shortScenarios(c, runs); len(short) != 1 || short[0] != "idle-mem" {
 		t.Errorf("short %v, want idle-mem", short)
+	}
+}
+
+// TestParseStraceSummary reads strace -c output with and without the
+// errors column, and skips the header and total lines.
+func TestParseStraceSummary(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "strace.txt")
+	text := `% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 52.10    0.412345           3    120000     60000 read
+ 40.00    0.300000           2    120000           write
+  1.00    0.001000           1        10           epoll_pwait
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.713345           2    240010     60000 total
+`
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls, errs, err := parseStraceSummary(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls["read"] != 120000 || calls["write"] != 120000 || calls["epoll_pwait"] != 10 || len(calls) != 3 {
+		t.Errorf("calls %v", calls)
+	}
+	if errs["read"] != 60000 || errs["write"] != 0 {
+		t.Errorf("errors %v", errs)
+	}
+	var b strings.Builder
+	syscallTables([]syscallRun{
+		{Scenario: "echo-small", Target: "wsgate", Ops: 60000, Calls: calls, Errors: errs},
+		{Scenario: "echo-small", Target: "nginx", Ops: 60000, Calls: map[string]int64{"recvfrom": 120000, "sendto": 120000}},
+	}, []string{"echo-small"}, func(format string, a ...any) { fmt.Fprintf(&b, format, a...) })
+	for _, want := range []string{"| syscall | wsgate | nginx |", "| `read` | 2.00 (1.00) | 0.00 |", "| `recvfrom` | 0.00 | 2.00 |", "| **all** | **4.00** | **4.00** |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "epoll_pwait") {
+		t.Errorf("a syscall under 0.01 per operation is listed:\n%s", b.String())
 	}
 }
