@@ -57,7 +57,12 @@ func (g *Gateway) Listen() (*Listeners, error) {
 		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
+		// No TCP keepalive on accepted connections: the gateway's pings
+		// (ping_interval) find a dead client, and Go's default keepalive
+		// costs four setsockopt calls per connection (docs/relay.md
+		// "Keepalive pings and pong_timeout").
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), "tcp", l.addr)
 		if err != nil {
 			ls.Close()
 			return nil, err
