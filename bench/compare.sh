@@ -58,7 +58,7 @@ cleanup() {
 		while read -r pid; do
 			if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
 				case "$(cat /proc/"$pid"/comm 2>/dev/null)" in
-				wsbench | wsgate | nginx | haproxy | caddy) kill -TERM "$pid" 2>/dev/null || true ;;
+				wsbench | wsgate | nginx | haproxy | caddy | epollproto) kill -TERM "$pid" 2>/dev/null || true ;;
 				esac
 			fi
 		done <"$work/pids"
@@ -70,6 +70,7 @@ trap cleanup EXIT
 go build -o "$work/bin/wsgate" ./cmd/wsgate
 go build -o "$work/bin/wsbench" ./cmd/wsbench
 go build -o "$work/bin/compare" ./bench/compare
+go build -o "$work/bin/epollproto" ./bench/epollproto   # the target epoll-proto (issue 23's prototype)
 
 md=BENCHMARKS.md
 out=bench/out

@@ -252,6 +252,11 @@ type target struct {
 // nginx-tls, haproxy-tls and caddy-tls are its peers.
 const tlsTarget = "wsgate-tls"
 
+// protoTarget is bench/epollproto, the event-driven prototype of issue 23:
+// a measurement, not a proxy users could run. It is not a peer: it has no
+// best-peer row.
+const protoTarget = "epoll-proto"
+
 // isTLS reports whether target t terminates TLS on the client side.
 func isTLS(t string) bool { return strings.HasSuffix(t, "-tls") }
 
@@ -438,6 +443,14 @@ func (b *bench) newTarget(name string) (*target, error) {
 	dir := filepath.Join(b.c.work, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
+	}
+	if name == protoTarget {
+		t.argv = []string{filepath.Join(b.c.bin, "epollproto"), "-listen", t.listen, "-backend", b.bAddr}
+		// One event loop, on one P: like nginx's one worker. More Ps
+		// would only spin (nanosleep, futex) while the loop waits in
+		// epoll_wait.
+		t.env = []string{"GOMAXPROCS=1"}
+		return t, nil
 	}
 	file := map[string]string{"wsgate": "wsgate.yaml", tlsTarget: "wsgate-tls.yaml", "nginx": "nginx.conf", "nginx-tls": "nginx-tls.conf",
 		"haproxy": "haproxy.cfg", "haproxy-tls": "haproxy-tls.cfg", "caddy": "Caddyfile", "caddy-tls": "Caddyfile-tls"}[name]
