@@ -39,6 +39,9 @@ type Session struct {
 	start time.Time
 	lim   *Limits // the client's rate limits; nil: none
 	poll  *Poller // nil: legs never park
+	// expires is when the client's credential runs out (since start; 0 =
+	// never): one more deadline among the timers (expiry.go).
+	expires int64
 
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
