@@ -71,11 +71,11 @@ func (s *Session) rearm(l *leg) {
 type tickResult uint8
 
 const (
-	tickGoOn   tickResult = iota // keep reading (a keepalive ping may have been sent)
-	tickClosed                   // the close handshake ran out of time
-	tickIdle                     // no data frame either way for idle_timeout
-	tickGone                     // no frame at all within pong_timeout of our ping
-	tickExpired                  // the client's credential expired (SetExpiry)
+	tickGoOn    tickResult = iota // keep reading (a keepalive ping may have been sent)
+	tickClosed                    // the close handshake ran out of time
+	tickIdle                      // no data frame either way for idle_timeout
+	tickGone                      // no frame at all within pong_timeout of our ping
+	tickExpired                   // the client's credential expired (SetExpiry)
 )
 
 // tick runs l's timers after a read on it timed out (or was woken). It sends
