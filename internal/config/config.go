@@ -119,6 +119,7 @@ type RouteSettings struct {
 	// Empty = any origin.
 	Origins   []string
 	RateLimit RateLimits
+	Auth      *Auth // nil: no authentication
 }
 
 // EffectiveMaxFrameBytes is the largest frame that can pass: MaxFrameBytes,
