@@ -307,16 +307,18 @@ func (j *jwtCheck) strip(r *http.Request) {
 		if src.Kind == config.FromSubprotocol {
 			continue // Offer and removeOffer
 		}
-		if _, ok := lookup(r, src); !ok {
-			continue
-		}
 		switch src.Kind {
 		case config.FromHeader:
-			r.Header.Del(src.Name)
+			if _, ok := lookup(r, src); ok {
+				r.Header.Del(src.Name)
+			}
 		case config.FromQuery:
-			r.URL.RawQuery = dropQuery(r.URL.RawQuery, src.Name)
-			r.URL.ForceQuery = false
-			r.RequestURI = ""
+			// Even empty: a credential parameter never goes upstream.
+			if q := dropQuery(r.URL.RawQuery, src.Name); q != r.URL.RawQuery {
+				r.URL.RawQuery = q
+				r.URL.ForceQuery = false
+				r.RequestURI = ""
+			}
 		case config.FromCookie:
 			dropCookie(r.Header, src.Name)
 		}

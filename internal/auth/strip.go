@@ -36,13 +36,18 @@ func queryPairs(raw string) []queryPair {
 	return out
 }
 
-// dropQuery removes every pair named name from a raw query.
+// dropQuery removes every pair named name from a raw query; a query
+// without one is returned as it is.
 func dropQuery(raw, name string) string {
+	pairs := queryPairs(raw)
 	var kept []string
-	for _, p := range queryPairs(raw) {
+	for _, p := range pairs {
 		if p.key != name {
 			kept = append(kept, p.raw)
 		}
+	}
+	if len(kept) == len(pairs) {
+		return raw
 	}
 	return strings.Join(kept, "&")
 }
@@ -50,8 +55,20 @@ func dropQuery(raw, name string) string {
 // dropCookie removes every cookie named name from the Cookie header(s),
 // keeping the others as they were sent. A header left empty goes.
 func dropCookie(h http.Header, name string) {
+	lines := h.Values("Cookie")
+	found := false
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ";") {
+			if k, _, _ := strings.Cut(strings.TrimSpace(part), "="); strings.TrimSpace(k) == name {
+				found = true
+			}
+		}
+	}
+	if !found {
+		return
+	}
 	var out []string
-	for _, line := range h.Values("Cookie") {
+	for _, line := range lines {
 		var kept []string
 		for part := range strings.SplitSeq(line, ";") {
 			p := strings.TrimSpace(part)
