@@ -39,6 +39,7 @@ type Metrics struct {
 	Dial        *prometheus.HistogramVec // route
 	closes      *prometheus.CounterVec   // route, side, code
 	RateLimited *prometheus.CounterVec   // route, kind
+	auth        authMetrics              // wsgate_auth_total (auth.go)
 	src         Source
 
 	mu     sync.Mutex

@@ -30,6 +30,7 @@ type Session struct {
 	Client   string // the client's address
 	Upstream string // the upstream's configured URL
 	Protocol string // the subprotocol chosen
+	User     string // who authenticated (the token's sub), "" if nobody
 	// OnEnd is called once, when both pumps have finished.
 	OnEnd func()
 	// Hooks are for tests only; nil otherwise.
