@@ -19,6 +19,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/internal/auth/authtest"
+	"wsgate/internal/config"
 	"wsgate/internal/wstest"
 )
 
@@ -295,30 +296,39 @@ func TestAuthOrder(t *testing.T) {
 func TestAuthTokenExpiry(t *testing.T) {
 	t.Parallel()
 	idp := authtest.New(t)
-	up := newGorillaUpstream(t, nil)
+	up, ups := rawUpstreamChan(t)
 	gw := startGateway(t, relayYAML(up.URL, "auth",
 		fmt.Sprintf("{jwt: {jwks_url: %q, issuer: %q, audience: [%s], token_from: [\"query:access_token\"]}}", idp.URL, testIss, testAud)))
 	long := wstest.DialRaw(t, gw.Addr, "/?access_token="+idp.Sign("ES256", claims("long", time.Hour)))
+	longUp := recvPeer(t, ups)
 	t0 := time.Now()
 	short := wstest.DialRaw(t, gw.Addr, "/?access_token="+idp.Sign("EdDSA", claims("short", 3*time.Second)))
-	short.Send(true, frame.OpText, []byte("before"))
-	if f := short.Next(); string(f.Payload) != "before" {
-		t.Fatalf("echo before expiry: %v", f)
+	shortUp := recvPeer(t, ups)
+	for _, p := range []*wstest.Peer{long, longUp, short, shortUp} {
+		_ = p.Conn.SetDeadline(time.Now().Add(20 * time.Second))
 	}
-	_ = short.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	short.Send(true, frame.OpText, []byte("before"))
+	if f := shortUp.Next(); string(f.Payload) != "before" {
+		t.Fatalf("relayed before expiry: %v", f)
+	}
 	short.ExpectClose(1008, "token expired")
 	if el := time.Since(t0); el < 2*time.Second {
 		t.Errorf("closed after %v, before the token's exp", el)
 	}
+	shortUp.ExpectClose(1001, "token expired")
 	short.SendClose(1008, "token expired")
-	up.expectClose(t, 1001, "token expired")
+	shortUp.SendClose(1001, "token expired")
 	m := sessionLog(t, gw, 1)
 	if m["user"] != "short" || m["reason"] != "token_expired" || m["client_close_code"] != "1008" || m["upstream_close_code"] != "1001" {
 		t.Errorf("access line %v", m)
 	}
-	// The hour-long session is still there and relays.
+	// The hour-long session is still there and relays both ways.
 	long.Send(true, frame.OpText, []byte("still here"))
-	if f := long.Next(); f.Opcode != frame.OpText || string(f.Payload) != "still here" {
+	if f := longUp.Next(); f.Opcode != frame.OpText || string(f.Payload) != "still here" {
+		t.Fatalf("the 1-hour session after the other expired: %v", f)
+	}
+	longUp.Send(true, frame.OpText, []byte("yes"))
+	if f := long.Next(); f.Opcode != frame.OpText || string(f.Payload) != "yes" {
 		t.Fatalf("the 1-hour session after the other expired: %v", f)
 	}
 	if gw.Sessions() != 1 {
@@ -402,4 +412,39 @@ func TestAuthForward(t *testing.T) {
 			t.Errorf("wsgate_auth_total{fwd,%s} = %v, want %v", result, got, want)
 		}
 	}
+}
+
+// TestAuthReload: a reload that turns auth on applies to new handshakes
+// only (an open session goes on untouched); the keys fetched before the
+// reload are kept, so a reload while the IdP is down still admits tokens.
+func TestAuthReload(t *testing.T) {
+	t.Parallel()
+	idp := authtest.New(t)
+	up := echoUpstream(t)
+	route := jwtRoute("r", "/ws", up.URL, idp.URL)
+	gw := startGateway(t, e2eHead+"routes:\n  - {name: r, path: /ws, upstreams: ["+up.URL+"]}\n")
+	open := dialWS(t, gw.Addr, upgradeRequest("a.test", "/ws"))
+	reload := func(yml string) {
+		t.Helper()
+		cfg, err := config.Parse("test.yaml", []byte(yml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gw.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload(e2eHead + "routes:\n" + route)
+	if rc := exchange(t, gw.Addr, upgradeRequest("a.test", "/ws")); rc.resp.StatusCode != 401 {
+		t.Errorf("after the reload, no token: %s, want 401", rc.resp.Status)
+	}
+	good := "Authorization: Bearer " + idp.Sign("ES256", claims("u", time.Hour))
+	dialWS(t, gw.Addr, upgradeRequest("a.test", "/ws", good)).Close()
+	open.echoes(t, "the session from before the reload")
+
+	idp.SetDown(true)
+	reload(e2eHead + "routes:\n" + route + "    idle_timeout: 2m\n")
+	dialWS(t, gw.Addr, upgradeRequest("a.test", "/ws", good)).Close()
+	reload(e2eHead + "routes:\n  - {name: r, path: /ws, upstreams: [" + up.URL + "], auth: off}\n")
+	dialWS(t, gw.Addr, upgradeRequest("a.test", "/ws")).Close()
 }

@@ -108,3 +108,18 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 		})
 	}
 }
+
+// TestAuthExpiryWhileParked: a parked session's timer covers its token's
+// deadline: it is woken and closed (1008 / 1001) without any traffic.
+func TestAuthExpiryWhileParked(t *testing.T) {
+	idp := authtest.New(t)
+	up, ups := rawUpstreamChan(t)
+	gw := startGateway(t, authParkYAML(up.URL, idp.URL))
+	c := wstest.DialRaw(t, gw.Addr, "/?access_token="+idp.Sign("RS256", claims("p", 6*time.Second)))
+	u := recvPeer(t, ups)
+	waitParked(t, gw.Gateway, 2, relay.ParkAfter+3*time.Second)
+	_ = c.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	_ = u.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	c.ExpectClose(1008, "token expired")
+	u.ExpectClose(1001, "token expired")
+}
