@@ -39,14 +39,16 @@ type authed struct {
 	expires time.Time // zero: no deadline
 }
 
-// authenticate runs rs's auth check on the handshake r. On a refusal it
-// answers the client and reports false. On success r and req are ready for
-// the upstream: the credential removed (unless forward_token), the claims
-// or auth-service headers set, the token subprotocol no longer offered.
-// Not inlined: its Result must not take room in ServeHTTP's frame.
+// authenticate runs rs's auth check on r, an upgrade or any other request
+// of the route. On a refusal it answers the client and reports false. On
+// success r is ready for the upstream: the credential removed (unless
+// forward_token), the claims or auth-service headers set; and *offers (an
+// upgrade's subprotocol offers; nil for other requests) no longer holds a
+// token subprotocol. Not inlined: its Result must not take room in
+// ServeHTTP's frame.
 //
 //go:noinline
-func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, rs *routeState, client netip.Addr, req *handshake.Request) (authed, bool) {
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, rs *routeState, client netip.Addr, offers *[]string) (authed, bool) {
 	if rs.auth == nil {
 		return authed{}, true
 	}
@@ -60,7 +62,9 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, rs *route
 		g.authRefused(w, r, rs.cfg.Name, &res)
 		return authed{}, false
 	}
-	req.Protocols = res.Offer(req.Protocols)
+	if offers != nil {
+		*offers = res.Offer(*offers)
+	}
 	res.Apply(r)
 	return authed{user: res.User, expires: res.Expires}, true
 }

@@ -220,7 +220,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	au, ok := g.authenticate(w, r, rs, client, &req)
+	au, ok := g.authenticate(w, r, rs, client, &req.Protocols)
 	if !ok {
 		return
 	}

@@ -87,14 +87,19 @@ func (j *jwtCheck) check(ctx context.Context, r *http.Request, res *Result) {
 	}
 }
 
-// reasonOf is the first line of a verification error, for the log: which
-// check failed, not the token.
+// reasonOf is the first line of a verification error, for the log and the
+// 401's body: which check failed, never the token. Clipped: it may quote a
+// kid the client chose.
 func reasonOf(err error) string {
 	s := err.Error()
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
-	return strings.TrimPrefix(s, "token has invalid claims: ")
+	s = strings.TrimPrefix(s, "token has invalid claims: ")
+	if len(s) > 160 {
+		s = s[:157] + "..."
+	}
+	return s
 }
 
 // claimValue turns a claim into a header value: strings as they are,
@@ -299,9 +304,9 @@ func offers(h http.Header) []string {
 	return out
 }
 
-// credentialSources are the sources whose credential Apply removes: every
-// configured one present (a token that was not the one used is still a
-// credential), except that a subprotocol is always removed.
+// strip removes the credential from every configured source present (a
+// token that was not the one used is still a credential). Token
+// subprotocols are removed whatever forward_token says (Apply, Offer).
 func (j *jwtCheck) strip(r *http.Request) {
 	for _, src := range j.cfg.TokenFrom {
 		if src.Kind == config.FromSubprotocol {
