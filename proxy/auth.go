@@ -6,6 +6,7 @@ package proxy
 // file wires it into the handshake and answers its refusals.
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -39,42 +40,69 @@ type authed struct {
 	expires time.Time // zero: no deadline
 }
 
-// authenticate runs rs's auth check on r, an upgrade or any other request
-// of the route. On a refusal it answers the client and reports false. On
+// authenticate runs rs's auth check on the upgrade r. On a refusal it
+// answers the client (and logs the rejection) and reports false. On
 // success r is ready for the upstream: the credential removed (unless
-// forward_token), the claims or auth-service headers set; and *offers (an
-// upgrade's subprotocol offers; nil for other requests) no longer holds a
-// token subprotocol. Not inlined: its Result must not take room in
-// ServeHTTP's frame.
+// forward_token), the claims or auth-service headers set; and *offers, the
+// upgrade's subprotocol offers, no longer holds a token subprotocol. Not
+// inlined: its Result must not take room in ServeHTTP's frame.
 //
 //go:noinline
 func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, rs *routeState, client netip.Addr, offers *[]string) (authed, bool) {
 	if rs.auth == nil {
 		return authed{}, true
 	}
+	res := g.checkAuth(r, rs, client, offers)
+	if !res.Allow {
+		writeAuthRefusal(w, &res)
+		g.logReject(r, rs.cfg.Name, res.Status, res.Reason)
+		return authed{}, false
+	}
+	return authed{user: res.User, expires: res.Expires}, true
+}
+
+// authenticateHTTP is authenticate for a request that is not an upgrade
+// on an http: proxy route: a refusal is recorded on st for the request's
+// access line (event "http") instead of a rejection line.
+func (g *Gateway) authenticateHTTP(w http.ResponseWriter, r *http.Request, st *httpRequest) bool {
+	rs := st.rs
+	if rs.auth == nil {
+		return true
+	}
+	res := g.checkAuth(r, rs, st.client, nil)
+	if !res.Allow {
+		st.status, st.err = res.Status, errors.New("auth: "+res.Reason)
+		writeAuthRefusal(w, &res)
+		return false
+	}
+	st.user = res.User
+	return true
+}
+
+// checkAuth runs the check and counts it; an allowed request is rewritten
+// for the upstream (Apply), and *offers filtered when not nil.
+func (g *Gateway) checkAuth(r *http.Request, rs *routeState, client netip.Addr, offers *[]string) auth.Result {
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
 	res := rs.auth.Check(r.Context(), r, client.String(), proto)
 	g.metrics.AuthResult(rs.cfg.Name, res.Outcome)
-	if !res.Allow {
-		g.authRefused(w, r, rs.cfg.Name, &res)
-		return authed{}, false
+	if res.Allow {
+		if offers != nil {
+			*offers = res.Offer(*offers)
+		}
+		res.Apply(r)
 	}
-	if offers != nil {
-		*offers = res.Offer(*offers)
-	}
-	res.Apply(r)
-	return authed{user: res.User, expires: res.Expires}, true
+	return res
 }
 
-// authRefused answers a refused check: the gateway's own refusal as plain
-// text (401 with WWW-Authenticate, 503), or the auth service's answer with
-// its body.
-func (g *Gateway) authRefused(w http.ResponseWriter, r *http.Request, route string, res *auth.Result) {
+// writeAuthRefusal answers a refused check: the gateway's own refusal as
+// plain text (401 with WWW-Authenticate, 503), or the auth service's answer
+// with its body.
+func writeAuthRefusal(w http.ResponseWriter, res *auth.Result) {
 	if res.Body == nil {
-		g.reject(w, r, route, &handshake.Rejection{Status: res.Status, Reason: res.Reason, Header: res.Header})
+		handshake.WriteRejection(w, &handshake.Rejection{Status: res.Status, Reason: res.Reason, Header: res.Header})
 		return
 	}
 	h := w.Header()
@@ -88,5 +116,4 @@ func (g *Gateway) authRefused(w http.ResponseWriter, r *http.Request, route stri
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(res.Status)
 	_, _ = w.Write(res.Body)
-	g.logReject(r, route, res.Status, res.Reason)
 }
