@@ -105,7 +105,11 @@ func (a *Auth) Check(ctx context.Context, r *http.Request, client, proto string)
 	}
 	if a.jwt != nil {
 		a.jwt.check(ctx, r, &res)
-	} else if a.fwd != nil {
+		if !res.Allow {
+			return res
+		}
+	}
+	if a.fwd != nil {
 		a.fwd.check(ctx, r, client, proto, &res)
 	}
 	return res

@@ -1,7 +1,8 @@
 // Package auth authenticates requests at the edge, before the gateway dials
 // anything (README "Authentication"): a JWT checked against keys from a JWK
-// Set URL, PEM files or an HMAC secret, or a subrequest to an auth service
-// (like nginx's auth_request).
+// Set URL, PEM files or an HMAC secret, and/or a subrequest to an auth
+// service (like nginx's auth_request); with both, the token is checked
+// first.
 //
 // # The model
 //

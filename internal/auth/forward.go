@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -90,8 +91,8 @@ func (f *forwardCheck) check(ctx context.Context, r *http.Request, client, proto
 				res.set(k, v)
 			}
 		}
-		if res.Set != nil {
-			res.User = res.Set.Get("X-User-Id")
+		if v := resp.Header.Get("X-User-Id"); v != "" && slices.Contains(f.cfg.CopyHeaders, "X-User-Id") {
+			res.User = v
 		}
 		return
 	}

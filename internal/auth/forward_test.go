@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"wsgate/internal/auth/authtest"
 	"wsgate/internal/config"
 )
 
@@ -192,4 +193,43 @@ func mustSources(tb testing.TB, specs ...string) *config.JWTAuth {
 		j.TokenFrom = append(j.TokenFrom, src)
 	}
 	return j
+}
+
+// TestJWTAndForward: with both, the token is checked first (a bad one
+// never reaches the auth service), then the auth service must agree; the
+// request gets both sets of headers.
+func TestJWTAndForward(t *testing.T) {
+	t.Parallel()
+	idp := authtest.New(t)
+	svc := newAuthService(t)
+	a := loadAuth(t, newReg(), jwksBlock(idp.URL, "")+"forward:\n  url: "+svc.URL+"/check\n  copy_headers: [X-Groups]\n")
+	tok := idp.Sign("EdDSA", authtest.Standard(iss, aud, "dave", time.Hour))
+	r := withCookie("good")
+	r.Header.Set("Authorization", "Bearer "+tok)
+	res := check(a, r)
+	if !res.Allow || res.User != "dave" || res.Expires.IsZero() {
+		t.Fatalf("both allow: %+v", res)
+	}
+	res.Apply(r)
+	if r.Header.Get("X-User-Id") != "dave" || strings.Join(r.Header.Values("X-Groups"), ",") != "a,b" || r.Header.Get("Authorization") != "" {
+		t.Errorf("headers after Apply: %v", r.Header)
+	}
+	r = withCookie("nope")
+	r.Header.Set("Authorization", "Bearer "+tok)
+	if res := check(a, r); res.Allow || res.Status != 401 || res.Outcome != OutcomeDenied {
+		t.Errorf("token ok, service says no: %+v", res)
+	}
+	svc.mu.Lock()
+	asked := len(svc.seen)
+	svc.mu.Unlock()
+	r = withCookie("good")
+	r.Header.Set("Authorization", "Bearer garbage")
+	if res := check(a, r); res.Allow || res.Outcome != OutcomeInvalid {
+		t.Errorf("bad token: %+v", res)
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if len(svc.seen) != asked {
+		t.Error("a request with a bad token reached the auth service")
+	}
 }

@@ -22,8 +22,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Auth is a route's `auth` block: exactly one of JWT and Forward is set.
-// A nil *Auth in RouteSettings means no authentication.
+// Auth is a route's `auth` block: JWT, Forward or both (a request must
+// then pass both: the token first, then the auth service). A nil *Auth in
+// RouteSettings means no authentication.
 type Auth struct {
 	JWT     *JWTAuth
 	Forward *ForwardAuth
@@ -175,9 +176,6 @@ func (p *parser) authBlock(v yamlwalk.Val) (a *Auth, ok bool) {
 	_, haveJWT := p.Lines[yamlwalk.Join(v.Key, "jwt")]
 	_, haveFwd := p.Lines[yamlwalk.Join(v.Key, "forward")]
 	switch {
-	case haveJWT && haveFwd:
-		key := yamlwalk.Join(v.Key, "forward")
-		p.Errf(p.Lines[key], key, "auth takes jwt: or forward:, not both")
 	case !haveJWT && !haveFwd && len(p.Errs) == errs:
 		p.Errf(v.Line, v.Key, "want jwt: or forward: (or \"off\" to turn off an auth block from defaults)")
 	}
@@ -192,10 +190,14 @@ func (p *parser) jwtBlock(v yamlwalk.Val) *JWTAuth {
 	j := &JWTAuth{Expiry: ExpiryClose}
 	algKey := yamlwalk.Join(v.Key, "algorithms")
 	var algLines []yamlwalk.Val
+	// Key sources written with a value, even a wrong one (that was
+	// reported where it is).
+	urlSet, keysSet, secretSet := false, false, false
 	for _, f := range p.Fields(v, jwtKeys) {
 		switch f.Name {
 		case "jwks_url":
 			if s, ok := p.Str(f.V); ok && s != "" {
+				urlSet = true
 				if err := checkJWKSURL(s); err != nil {
 					p.Errf(f.V.Line, f.V.Key, "%v", err)
 					continue
@@ -209,6 +211,7 @@ func (p *parser) jwtBlock(v yamlwalk.Val) *JWTAuth {
 				if !ok {
 					continue
 				}
+				keysSet = true
 				k, err := readPublicKey(s)
 				if err != nil {
 					p.Errf(item.Line, item.Key, "%v", err)
@@ -219,6 +222,7 @@ func (p *parser) jwtBlock(v yamlwalk.Val) *JWTAuth {
 			}
 		case "secret_file":
 			if s, ok := p.Str(f.V); ok && s != "" {
+				secretSet = true
 				b, err := readSmallFile(s)
 				if err == nil {
 					b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
@@ -316,9 +320,6 @@ func (p *parser) jwtBlock(v yamlwalk.Val) *JWTAuth {
 	}
 	haveKeys := j.JWKSURL != "" || len(j.KeyFiles) > 0
 	// Written, even if wrongly (that was reported where it is).
-	_, urlSet := p.Lines[yamlwalk.Join(v.Key, "jwks_url")]
-	_, keysSet := p.Lines[yamlwalk.Join(v.Key, "keys")]
-	_, secretSet := p.Lines[yamlwalk.Join(v.Key, "secret_file")]
 	wroteKeys := urlSet || keysSet
 	if _, set := p.Lines[algKey]; !set {
 		// Not written: every algorithm the configured keys can verify.
