@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -16,6 +17,33 @@ import (
 	"wsgate/internal/relay"
 	"wsgate/internal/wstest"
 )
+
+// patientEchoUpstream echoes data and answers Close, and, unlike
+// parkEchoUpstream, never gives up on a quiet connection: the sessions of
+// these tests stay idle for longer than wstest.IO while a thousand others
+// are being opened on a loaded machine.
+func patientEchoUpstream(t testing.TB) *rawUpstream {
+	return newRawUpstream(t, func(p *wstest.Peer) {
+		for {
+			f, err := p.Read()
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			switch f.Opcode {
+			case frame.OpText, frame.OpBinary:
+				if p.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: f.Opcode}, f.Payload)) != nil {
+					return
+				}
+			case frame.OpClose:
+				_ = p.WriteErr(frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpClose}, f.Payload))
+				return
+			}
+		}
+	})
+}
 
 // authParkYAML is a one-route config whose token comes in the query.
 func authParkYAML(upstream, jwksURL string) string {
@@ -28,7 +56,7 @@ func authParkYAML(upstream, jwksURL string) string {
 // relay when woken.
 func TestAuthIdleSessionsPark(t *testing.T) {
 	idp := authtest.New(t)
-	up := parkEchoUpstream(t)
+	up := patientEchoUpstream(t)
 	gw := startGateway(t, authParkYAML(up.URL, idp.URL))
 	target := "/?access_token=" + idp.Sign("ES256", claims("idle", time.Hour))
 	const n = 1000
@@ -70,7 +98,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 			name = "jwt"
 		}
 		b.Run(name, func(b *testing.B) {
-			up := parkEchoUpstream(b)
+			up := patientEchoUpstream(b)
 			yml, target := relayYAML(up.URL), "/"
 			if withAuth {
 				yml, target = authParkYAML(up.URL, idp.URL), "/?access_token="+idp.Sign("ES256", claims("idle", time.Hour))
