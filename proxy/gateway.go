@@ -23,6 +23,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/auth"
 	"wsgate/internal/balance"
 	"wsgate/internal/config"
 	"wsgate/internal/echo"
@@ -66,6 +67,7 @@ type Gateway struct {
 	// by themselves within shutdown_grace (http.go).
 	streams     context.Context
 	stopStreams context.CancelFunc
+	auth        authState // JWK Sets and auth HTTP clients (auth.go)
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -87,6 +89,7 @@ type routeState struct {
 	limits   *routeLimits    // set by provision
 	http     *httpProxy      // http: proxy routes; nil otherwise
 	sticky   *balance.Sticky // balance: cookie routes; nil otherwise
+	auth     *auth.Auth      // set by provision; nil: no auth
 }
 
 // New builds a gateway for cfg.
@@ -233,6 +236,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	au, ok := g.authenticate(w, r, rs, client, &req.Protocols)
+	if !ok {
+		return
+	}
 	if !rl.conns.Acquire(key, rl.cfg.ConnectionsPerIP) {
 		rl.hits.conns.Inc()
 		g.refuse(w, r, rs.cfg.Name, http.StatusTooManyRequests, "too many connections from this address")
@@ -280,6 +287,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := relay.New(rs.session)
 	s.Hooks = g.hooks.Load()
 	s.Route, s.Client, s.Upstream, s.Protocol = rs.cfg.Name, client.String(), b.Key, up.Protocol
+	s.User = au.user
+	s.SetExpiry(au.expires)
 	s.Attach(conn, br, up.Conn, up.Reader, g.poll)
 	s.SetLimits(rl.forSession(key))
 	access := snap.cfg.Log.Access
@@ -511,7 +520,7 @@ func (g *Gateway) accessLog(s *relay.Session) {
 	cf, cm, cb := s.Tally(relay.SideClient)
 	uf, um, ub := s.Tally(relay.SideUpstream)
 	e := g.log.Info().Str("event", "session").Str("route", s.Route).Str("client", s.Client).
-		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).
+		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).Str("user", s.User).
 		Time("start", s.Start()).Float64("duration", time.Since(s.Start()).Seconds()).
 		Int64("c2u_frames", cf).Int64("c2u_messages", cm).Int64("c2u_bytes", cb).
 		Int64("u2c_frames", uf).Int64("u2c_messages", um).Int64("u2c_bytes", ub)

@@ -107,6 +107,7 @@ type httpRequest struct {
 	client  netip.Addr
 	proxies []netip.Prefix
 	stuck   string          // the valid sticky cookie value the client sent, or ""
+	user    string          // who authenticated (auth), "" if nobody
 	streams context.Context // Gateway.streams
 
 	stop    context.CancelFunc // ends the request (an event stream, at shutdown)
@@ -142,6 +143,9 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, snap *snapsh
 				http.Header{"Retry-After": {retryAfter(retry)}})
 			return
 		}
+	}
+	if !g.authenticateHTTP(sw, r, st) {
+		return
 	}
 	if g.draining.Load() {
 		g.httpRefuse(sw, st, http.StatusServiceUnavailable, "gateway is shutting down",
@@ -211,7 +215,7 @@ func (g *Gateway) httpDone(st *httpRequest, sw *statusWriter, in *countingBody, 
 	}
 	e := g.log.Info().Str("event", "http").Str("route", name).Str("client", st.client.String()).
 		Str("method", st.in.Method).Str("path", st.in.URL.Path).Str("proto", st.in.Proto).Int("status", status).
-		Int64("bytes_in", in.n.Load()).Int64("bytes_out", sw.n).Str("upstream", upstream).
+		Int64("bytes_in", in.n.Load()).Int64("bytes_out", sw.n).Str("upstream", upstream).Str("user", st.user).
 		Float64("duration", d.Seconds())
 	if st.err != nil {
 		e = e.Str("error", st.err.Error())

@@ -719,6 +719,7 @@ func TestAccessLogFields(t *testing.T) {
 		"client":                "127.0.0.1",
 		"upstream":              up.URL + "/ws",
 		"subprotocol":           "chat.v1",
+		"user":                  "", // no auth on the route
 		"c2u_frames":            6.0,
 		"c2u_messages":          float64(echoMessageCount),
 		"c2u_bytes":             float64(echoMessageBytes),

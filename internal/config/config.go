@@ -126,6 +126,8 @@ type RouteSettings struct {
 	// HTTPResponseTimeout is how long a proxied HTTP request waits for the
 	// upstream's response headers (504).
 	HTTPResponseTimeout time.Duration
+	// Auth is the `auth` block (README "Authentication").
+	Auth *Auth // nil: no authentication
 }
 
 // EffectiveMaxFrameBytes is the largest frame that can pass: MaxFrameBytes,

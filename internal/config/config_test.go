@@ -217,7 +217,7 @@ func TestConfigExample(t *testing.T) {
 	}
 	text := string(data)
 	for _, keys := range [][]string{topKeys, serverKeys, tlsKeys, acmeKeys, certKeys, logKeys, settingKeys,
-		rateKeys, rateSpecKeys, routeKeys, upstreamKeys, upTLSKeys} {
+		rateKeys, rateSpecKeys, routeKeys, upstreamKeys, upTLSKeys, authKeys, jwtKeys, forwardKeys} {
 		for _, k := range keys {
 			if !regexp.MustCompile(`(^|[\s{,#-])` + regexp.QuoteMeta(k) + `:`).MatchString(text) {
 				t.Errorf("config.example.yaml does not show the key %q", k)

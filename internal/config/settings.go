@@ -53,6 +53,7 @@ type settingsLayer struct {
 	bytes, frames                                opt[rateSpec]
 	connsPerIP                                   opt[int]
 	onExceed                                     opt[OnExceed]
+	auth                                         opt[*Auth] // set to nil: "off"
 }
 
 // over returns l with base underneath: l's set fields win, key by key, also
@@ -78,6 +79,7 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		frames:        l.frames.or(base.frames),
 		connsPerIP:    l.connsPerIP.or(base.connsPerIP),
 		onExceed:      l.onExceed.or(base.onExceed),
+		auth:          l.auth.or(base.auth),
 	}
 }
 
@@ -151,6 +153,13 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 	case "rate_limit":
 		p.Accept(f.V)
 		p.rateLimit(f.V, l)
+	case "auth":
+		// A route's auth block replaces the one in defaults as a whole
+		// (README "Authentication"): half of one and half of the other
+		// would be a check nobody wrote.
+		if a, ok := p.authBlock(f.V); ok {
+			l.auth.put(a)
+		}
 	default:
 		return false
 	}
@@ -289,6 +298,7 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	rl.Frames = toRate(l.frames, 0)
 	rl.ConnectionsPerIP = l.connsPerIP.get(0)
 	rl.OnExceed = l.onExceed.get(DefaultOnExceed)
+	s.Auth = l.auth.get(nil)
 
 	isRoute := scope != "defaults"
 	// blame picks the key and line to report a contradiction between names

@@ -30,6 +30,7 @@ type Session struct {
 	Client   string // the client's address
 	Upstream string // the upstream's configured URL
 	Protocol string // the subprotocol chosen
+	User     string // who authenticated (the token's sub), "" if nobody
 	// OnEnd is called once, when both pumps have finished.
 	OnEnd func()
 	// Hooks are for tests only; nil otherwise.
@@ -39,6 +40,9 @@ type Session struct {
 	start time.Time
 	lim   *Limits // the client's rate limits; nil: none
 	poll  *Poller // nil: legs never park
+	// expires is when the client's credential runs out (since start; 0 =
+	// never): one more deadline among the timers (expiry.go).
+	expires int64
 
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
