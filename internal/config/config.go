@@ -65,6 +65,10 @@ type ServerConfig struct {
 	ShutdownGrace       time.Duration // > 0
 	ShutdownCloseCode   uint16        // 1001 or 1012
 	CloseSpread         time.Duration // >= 0 and < ShutdownGrace
+	// The sessions API (README "Sessions API and events").
+	SessionIDHeader string // sent upstream with the session id; "" = not sent
+	AdminTokenFile  string // "" = the admin listener asks for no token
+	AdminToken      string // the token read from AdminTokenFile at load
 }
 
 // TLSConfig is the `tls` block. It only takes effect when
@@ -119,6 +123,8 @@ type RouteSettings struct {
 	// Empty = any origin.
 	Origins   []string
 	RateLimit RateLimits
+	// Events is where session start and end are POSTed; nil = nowhere.
+	Events *Events
 }
 
 // EffectiveMaxFrameBytes is the largest frame that can pass: MaxFrameBytes,

@@ -239,6 +239,7 @@ func specServerDefaults(listen, admin string) ServerConfig {
 		ShutdownGrace:       30 * time.Second,
 		ShutdownCloseCode:   1001,
 		CloseSpread:         5 * time.Second,
+		SessionIDHeader:     "X-Wsgate-Session",
 	}
 }
 
@@ -309,6 +310,7 @@ func TestConfigFull(t *testing.T) {
 		ShutdownGrace:       20 * time.Second,
 		ShutdownCloseCode:   1012,
 		CloseSpread:         2 * time.Second,
+		SessionIDHeader:     "X-Wsgate-Session",
 	}
 	if !reflect.DeepEqual(cfg.Server, wantServer) {
 		t.Errorf("server:\n got %+v\nwant %+v", cfg.Server, wantServer)

@@ -51,6 +51,7 @@ type settingsLayer struct {
 	bytes, frames                                opt[rateSpec]
 	connsPerIP                                   opt[int]
 	onExceed                                     opt[OnExceed]
+	events                                       opt[*Events]
 }
 
 // over returns l with base underneath: l's set fields win, key by key, also
@@ -73,6 +74,7 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		frames:        l.frames.or(base.frames),
 		connsPerIP:    l.connsPerIP.or(base.connsPerIP),
 		onExceed:      l.onExceed.or(base.onExceed),
+		events:        l.events.or(base.events),
 	}
 }
 
@@ -141,6 +143,8 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 	case "rate_limit":
 		p.Accept(f.V)
 		p.rateLimit(f.V, l)
+	case "events":
+		p.events(f.V, &l.events) // sessions.go
 	default:
 		return false
 	}
@@ -274,6 +278,7 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	rl.Frames = toRate(l.frames, 0)
 	rl.ConnectionsPerIP = l.connsPerIP.get(0)
 	rl.OnExceed = l.onExceed.get(DefaultOnExceed)
+	s.Events = l.events.get(nil)
 
 	isRoute := scope != "defaults"
 	// blame picks the key and line to report a contradiction between names

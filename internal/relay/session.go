@@ -44,6 +44,10 @@ type Session struct {
 	lastData atomic.Int64 // since start: last data frame in either direction
 	pumps    atomic.Int32 // pumps not finished yet
 
+	// push holds messages pushed to the client (push.go); nil until the
+	// first push.
+	push atomic.Pointer[pushQueue]
+
 	// emu serialises close decisions: which Close each leg gets is decided
 	// and sent under it, so two terminal events (or an event and a peer's
 	// Close) never interleave half-way. It is taken before a leg's wmu,
