@@ -61,6 +61,7 @@ type Gateway struct {
 	// relayHooks); nil in production.
 	hooks atomic.Pointer[relay.Hooks]
 	poll  *relay.Poller // parked legs; nil where legs do not park
+	sess  sessionsState // the sessions API and events (sessions.go)
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -92,6 +93,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	// be created later. Serve closes it when it returns.
 	g.poll = relay.NewPoller()
 	g.metrics = metrics.New(g.metricRoutes)
+	g.sess.metrics = g.metrics.NewSessionsAPI()
 	snap, err := buildSnapshot(cfg)
 	if err != nil {
 		return nil, err
@@ -242,7 +244,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rl.conns.Release(key)
 	}
 
-	up, b, err := g.dialUpstream(r, rs, req, client)
+	sid := newSessionID()
+	up, b, err := g.dialUpstream(r, rs, req, client, sid)
 	if err != nil {
 		release()
 		g.upstreamFailed(w, r, rs.cfg.Name, err)
@@ -263,22 +266,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Attach(conn, br, up.Conn, up.Reader, g.poll)
 	s.SetLimits(rl.forSession(key))
 	access := snap.cfg.Log.Access
+	e := g.newEntry(sid, s, rs, up.Header)
 	s.OnEnd = func() {
-		g.reg.remove(s)
+		g.reg.remove(e)
 		g.metrics.SessionEnded(s)
 		// Log before the session stops counting as open, so that anyone
 		// who waits for the gateway to be idle finds every access line
 		// written.
 		if access {
-			g.accessLog(s)
+			g.accessLog(s, sid)
 		}
+		g.sessionEnded(e)
 		g.active.Add(-1)
 		b.Release()
 		release()
 	}
 	g.active.Add(1)
-	g.reg.add(s)
+	g.reg.add(e)
 	g.metrics.SessionStarted(s)
+	g.sessionStarted(e)
 	// A reload or admin drain that swept the registry while this handshake
 	// was in flight could not see this session: hold it to the config in
 	// force now. (Registering first, then checking, leaves no gap.)
@@ -292,8 +298,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // most maxAttempts of them. A non-101 answer or a bad 101 ends the attempt at
 // once (it is the upstream's answer, not a failure to reach it). On success
 // the returned backend has been Acquired; the caller Releases it.
-func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr) (*handshake.Upstream, *balance.Backend, error) {
-	hdr := upstreamHeader(r, rs.cfg, g.snap.Load().cfg.Server.TrustedProxies)
+func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr, sid sessionID) (*handshake.Upstream, *balance.Backend, error) {
+	server := &g.snap.Load().cfg.Server
+	hdr := upstreamHeader(r, rs.cfg, server.TrustedProxies)
+	setSessionHeader(hdr, server.SessionIDHeader, sid)
 	protos := req.Protocols
 	if len(rs.cfg.Subprotocols) > 0 {
 		protos = nil
@@ -474,10 +482,10 @@ func (g *Gateway) logReject(r *http.Request, route string, status int, reason st
 		Str("host", r.Host).Str("path", r.URL.Path).Int("status", status).Str("reason", reason).Msg("handshake rejected")
 }
 
-func (g *Gateway) accessLog(s *relay.Session) {
+func (g *Gateway) accessLog(s *relay.Session, id sessionID) {
 	cf, cm, cb := s.Tally(relay.SideClient)
 	uf, um, ub := s.Tally(relay.SideUpstream)
-	e := g.log.Info().Str("event", "session").Str("route", s.Route).Str("client", s.Client).
+	e := g.log.Info().Str("event", "session").Str("session", id.String()).Str("route", s.Route).Str("client", s.Client).
 		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).
 		Time("start", s.Start()).Float64("duration", time.Since(s.Start()).Seconds()).
 		Int64("c2u_frames", cf).Int64("c2u_messages", cm).Int64("c2u_bytes", cb).
@@ -485,7 +493,7 @@ func (g *Gateway) accessLog(s *relay.Session) {
 	closeFields(e, "client", s, relay.SideClient)
 	closeFields(e, "upstream", s, relay.SideUpstream)
 	closedBy, why, truncated := s.Outcome()
-	e = e.Str("closed_by", closedBy).Str("reason", why).Bool("truncated", truncated)
+	e = e.Str("closed_by", closedBy).Str("reason", why).Bool("truncated", truncated).Int64("pushed", s.Pushed())
 	e.Msg("session closed")
 }
 
@@ -497,37 +505,6 @@ func closeFields(e *zerolog.Event, name string, s *relay.Session, side relay.Sid
 	} else {
 		e.Str(name+"_close_code", "none")
 	}
-}
-
-// registry is the set of live sessions, for shutdown, reload, drain and
-// metrics.
-type registry struct {
-	mu sync.Mutex
-	m  map[*relay.Session]struct{}
-}
-
-func (r *registry) init() { r.m = make(map[*relay.Session]struct{}) }
-
-func (r *registry) add(s *relay.Session) {
-	r.mu.Lock()
-	r.m[s] = struct{}{}
-	r.mu.Unlock()
-}
-
-func (r *registry) remove(s *relay.Session) {
-	r.mu.Lock()
-	delete(r.m, s)
-	r.mu.Unlock()
-}
-
-func (r *registry) list() []*relay.Session {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*relay.Session, 0, len(r.m))
-	for s := range r.m {
-		out = append(out, s)
-	}
-	return out
 }
 
 // Sessions returns the number of open sessions.
