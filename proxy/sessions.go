@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -222,36 +223,38 @@ func setSessionHeader(h http.Header, name string, id sessionID) {
 type sessionsState struct {
 	metrics *metrics.SessionsAPI
 	evOnce  sync.Once
-	ev      *events.Sender // started on the first event
-	// evBackoff is the events' first retry wait (0: the default); tests
-	// shorten it.
+	ev      atomic.Pointer[events.Sender] // started on the first event
+	// evBackoff is the events' first retry wait and evMax their bound
+	// (0: the defaults); tests change them.
 	evBackoff time.Duration
+	evMax     int
 }
 
 // sender returns the events sender, started on first use.
 func (g *Gateway) sender() *events.Sender {
 	g.sess.evOnce.Do(func() {
-		g.sess.ev = events.New(events.Options{Backoff: g.sess.evBackoff, Result: func(j *events.Job, result string) {
+		g.sess.ev.Store(events.New(events.Options{Backoff: g.sess.evBackoff, Max: g.sess.evMax, Result: func(j *events.Job, result string) {
 			g.sess.metrics.Events.WithLabelValues(j.Route, j.Event, result).Inc()
 			if result != events.ResultOK {
 				g.log.Warn().Str("route", j.Route).Str("event", j.Event).Str("result", result).
 					Str("url", j.URL).Msg("session event not delivered")
 			}
-		}})
+		}}))
 	})
-	return g.sess.ev
+	return g.sess.ev.Load()
 }
 
 // closeEvents waits up to d for the events still pending, then stops the
 // sender.
 func (g *Gateway) closeEvents(d time.Duration) {
 	g.sess.evOnce.Do(func() {}) // none may start now
-	if g.sess.ev == nil {
+	ev := g.sess.ev.Load()
+	if ev == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	if lost := g.sess.ev.Close(ctx); lost > 0 {
+	if lost := ev.Close(ctx); lost > 0 {
 		g.log.Warn().Int("events", lost).Msg("session events still pending at exit were not delivered")
 	}
 }

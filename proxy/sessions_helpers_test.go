@@ -6,18 +6,24 @@ package proxy
 // requests.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+
+	"wsgate/internal/config"
 )
 
 // sessUpstream is an upstream served by gorilla/websocket that echoes every
@@ -206,4 +212,117 @@ func decode[T any](t testing.TB, b []byte) T {
 		t.Fatalf("answer %q: %v", b, err)
 	}
 	return v
+}
+
+// startSessGateway is startAdminGateway with setup run on the gateway
+// before it serves (to change what tests may change, such as the events'
+// back-off).
+func startSessGateway(t testing.TB, yamlText string, setup func(g *Gateway)) *adminGateway {
+	t.Helper()
+	cfg, err := config.Parse("sessions-test.yaml", []byte(yamlText))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yamlText)
+	}
+	logs := &syncBuffer{}
+	g, err := New(cfg, zerolog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(g)
+	}
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	ls := &Listeners{Plain: listen(), Admin: listen()}
+	gw := &adminGateway{Gateway: g, Addr: ls.Plain.Addr().String(), AdminAddr: ls.Admin.Addr().String(), Logs: logs}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx, ls) }()
+	var once sync.Once
+	gw.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Errorf("gateway did not stop within 15s")
+			}
+			if t.Failed() {
+				t.Logf("gateway log:\n%s", logs.String())
+			}
+		})
+	}
+	t.Cleanup(gw.stop)
+	waitFor(t, "the admin listener", func() bool {
+		resp, err := http.Get("http://" + gw.AdminAddr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	return gw
+}
+
+// eventReceiver is an HTTP server that records the events POSTed to it.
+type eventReceiver struct {
+	URL  string
+	addr string
+	mu   sync.Mutex
+	got  []map[string]any
+	srv  *http.Server
+	bad  []string // requests that were not a JSON POST
+	// down makes the receiver drop every connection without an answer,
+	// as a receiver that is down (restarting, crashed) would.
+	down atomic.Bool
+}
+
+func newEventReceiver(t testing.TB, addr string) *eventReceiver {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &eventReceiver{addr: ln.Addr().String()}
+	r.URL = "http://" + r.addr + "/ws-events"
+	r.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r.down.Load() {
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				c.Close()
+			}
+			return
+		}
+		b, _ := io.ReadAll(req.Body)
+		var m map[string]any
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if req.Method != "POST" || req.URL.Path != "/ws-events" || req.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &m) != nil {
+			r.bad = append(r.bad, req.Method+" "+req.URL.Path+" "+string(b))
+			w.WriteHeader(400)
+			return
+		}
+		r.got = append(r.got, m)
+		w.WriteHeader(204)
+	})}
+	go func() { _ = r.srv.Serve(ln) }()
+	t.Cleanup(func() { r.srv.Close() })
+	return r
+}
+
+// events returns a copy of what arrived so far.
+func (r *eventReceiver) events() []map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -419,4 +420,164 @@ func TestSessionsPushParked(t *testing.T) {
 		t.Fatalf("push to a parked session: %q %v", b, err)
 	}
 	waitParked()
+}
+
+// TestSessionsBroadcastTag: 1,000 sessions, every other one tagged by the
+// upstream; a broadcast to the tag reaches exactly the tagged ones (and
+// says how many), while an echo workload on other sessions keeps flowing.
+func TestSessionsBroadcastTag(t *testing.T) {
+	t.Parallel()
+	up := newSessUpstream(t)
+	gw := startAdminGateway(t, sessYAML(up.URL), false)
+	const n = 1000
+	conns := make([]*gorilla.Conn, n)
+	for i := range conns {
+		tags := "all"
+		if i%2 == 0 {
+			tags = "all,room:even"
+		}
+		conns[i], _ = dialGorilla(t, gw, "s"+strconv.Itoa(i), tags)
+	}
+	// The echo workload: other sessions, untagged, round trips until told
+	// to stop.
+	stop := make(chan struct{})
+	echoes := make(chan error, 4)
+	for w := range 4 {
+		c, _ := dialGorilla(t, gw, "echo"+strconv.Itoa(w), "")
+		go func() {
+			k := 0
+			for {
+				select {
+				case <-stop:
+					echoes <- nil
+					return
+				default:
+				}
+				msg := []byte("echo " + strconv.Itoa(k))
+				_ = c.SetWriteDeadline(time.Now().Add(relayIO))
+				_ = c.SetReadDeadline(time.Now().Add(relayIO))
+				if err := c.WriteMessage(gorilla.TextMessage, msg); err != nil {
+					echoes <- err
+					return
+				}
+				if _, b, err := c.ReadMessage(); err != nil || !bytes.Equal(b, msg) {
+					echoes <- fmt.Errorf("echo %d: %q %v", k, b, err)
+					return
+				}
+				k++
+			}
+		}()
+	}
+	eventually(t, "every session registered", func() bool { return gw.Sessions() == n+4 })
+
+	st, body := admin(t, gw, "POST", "/broadcast?tag=room:even", "text/plain", "", []byte("to the evens"))
+	if st != 200 {
+		t.Fatalf("broadcast = %d %s", st, body)
+	}
+	if got := decode[map[string]int](t, body)["sessions"]; got != n/2 {
+		t.Errorf("broadcast reached %d sessions, want %d", got, n/2)
+	}
+	close(stop)
+	for range 4 {
+		if err := <-echoes; err != nil {
+			t.Errorf("echo workload: %v", err)
+		}
+	}
+	// Every session sends a marker, echoed after anything pushed before:
+	// the evens read the broadcast first, the odds only their marker.
+	for i, c := range conns {
+		if err := c.WriteMessage(gorilla.TextMessage, []byte("marker")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(relayIO))
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		want := "marker"
+		if i%2 == 0 {
+			want = "to the evens"
+		}
+		if string(b) != want {
+			t.Fatalf("session %d read %q, want %q", i, b, want)
+		}
+		if i%2 == 0 {
+			if _, b, err := c.ReadMessage(); err != nil || string(b) != "marker" {
+				t.Fatalf("session %d: %q %v after the broadcast, want its marker", i, b, err)
+			}
+		}
+	}
+	// Listing by tag uses the same index.
+	_, body = admin(t, gw, "GET", "/sessions?tag=room:even&limit=100000", "", "", nil)
+	if l := decode[listAnswer](t, body); len(l.Sessions) != n/2 || l.Truncated {
+		t.Errorf("GET /sessions?tag=room:even: %d sessions, want %d", len(l.Sessions), n/2)
+	}
+	// By route: every session; no filter at all is refused.
+	st, body = admin(t, gw, "POST", "/broadcast?route=relay", "application/octet-stream", "", []byte{1, 2, 3})
+	if got := decode[map[string]int](t, body)["sessions"]; st != 200 || got != n+4 {
+		t.Errorf("broadcast by route = %d %s, want %d sessions", st, body, n+4)
+	}
+	if st, _ := admin(t, gw, "POST", "/broadcast", "text/plain", "", []byte("x")); st != 400 {
+		t.Errorf("broadcast without a filter = %d, want 400", st)
+	}
+	if st, body := admin(t, gw, "POST", "/broadcast?tag=nobody", "text/plain", "", []byte("x")); st != 200 || decode[map[string]int](t, body)["sessions"] != 0 {
+		t.Errorf("broadcast to an unknown tag = %d %s, want 200 and 0 sessions", st, body)
+	}
+}
+
+// TestSessionsAdminToken: with server.admin_token_file, every admin
+// endpoint but /healthz and /readyz answers 401 without the token or with
+// a wrong one, and as usual with it.
+func TestSessionsAdminToken(t *testing.T) {
+	t.Parallel()
+	up := newSessUpstream(t)
+	tokFile := t.TempDir() + "/token"
+	const tok = "s3cret-admin-token-0123456789abcdef"
+	if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := startAdminGateway(t, sessYAML(up.URL, "server.admin_token_file", tokFile), false)
+	_, _ = dialGorilla(t, gw, "a", "t")
+	_, _ = dialGorilla(t, gw, "b", "")
+	idA, idB := up.id(t, "a"), up.id(t, "b")
+	type req struct {
+		method, path string
+		want         int
+	}
+	reqs := []req{
+		{"GET", "/sessions", 200},
+		{"GET", "/sessions/" + idA, 200},
+		{"POST", "/sessions/" + idA + "/messages", 202},
+		{"POST", "/broadcast?tag=t", 200},
+		{"DELETE", "/sessions/" + idB + "?code=4001", 202},
+		{"GET", "/metrics", 200},
+		{"GET", "/debug/pprof/", 200},
+		{"POST", "/drain?route=nope", 404},
+	}
+	for _, r := range reqs {
+		for _, bad := range []string{"", "wrong", tok + "x", strings.ToUpper(tok)} {
+			st, _ := admin(t, gw, r.method, r.path, "text/plain", bad, []byte("m"))
+			if st != 401 {
+				t.Errorf("%s %s with token %q = %d, want 401", r.method, r.path, bad, st)
+			}
+		}
+		// "Bearer" in another case is still the scheme (RFC 7235 §2.1).
+		hreq, _ := http.NewRequest(r.method, "http://"+gw.AdminAddr+r.path, strings.NewReader("m"))
+		hreq.Header.Set("Authorization", "Basic "+tok)
+		if resp, err := adminClient.Do(hreq); err != nil || resp.StatusCode != 401 {
+			t.Errorf("%s %s with Basic = %v %v, want 401", r.method, r.path, resp.StatusCode, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	for _, r := range reqs {
+		if st, body := admin(t, gw, r.method, r.path, "text/plain", tok, []byte("m")); st != r.want {
+			t.Errorf("%s %s with the token = %d %s, want %d", r.method, r.path, st, body, r.want)
+		}
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if st, _ := admin(t, gw, "GET", p, "", "", nil); st != 200 {
+			t.Errorf("%s without a token = %d, want 200", p, st)
+		}
+	}
 }
