@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -623,7 +624,13 @@ func (g *Gateway) broadcast(w http.ResponseWriter, r *http.Request) {
 	list := g.reg.match(route, tag, nil)
 	var queued, full, closing, tooBig int
 	counters := map[string]relay.Counter{}
-	for _, e := range list {
+	for i, e := range list {
+		if i%broadcastBatch == broadcastBatch-1 {
+			// Each push makes a pump runnable: let them (and every other
+			// session's) run between batches, rather than queue
+			// thousands of goroutines ahead of the relay's traffic.
+			runtime.Gosched()
+		}
 		if size > e.rs.session.MaxMessage {
 			tooBig++
 			continue
@@ -644,6 +651,10 @@ func (g *Gateway) broadcast(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"sessions": queued, "queue_full": full, "closing": closing, "too_big": tooBig})
 }
+
+// broadcastBatch is how many sessions a broadcast queues to before it
+// yields the processor.
+const broadcastBatch = 64
 
 func maxOf(a, b int64) int64 {
 	if a > b {

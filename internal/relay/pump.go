@@ -19,6 +19,9 @@ func (s *Session) pump(src, dst *leg) (parked bool) {
 		}
 		if s.pushReady(src) {
 			s.deliver() // between two messages (push.go)
+			if s.park(src) {
+				return true // it was idle: parked again at once
+			}
 		}
 		if src.recvClose.Load() {
 			// The peer sent its Close: nothing it sends from now on is a
