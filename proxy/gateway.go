@@ -265,16 +265,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Route, s.Client, s.Upstream, s.Protocol = rs.cfg.Name, client.String(), b.Key, up.Protocol
 	s.Attach(conn, br, up.Conn, up.Reader, g.poll)
 	s.SetLimits(rl.forSession(key))
+	s.ID = sid
 	access := snap.cfg.Log.Access
-	e := g.newEntry(sid, s, rs, up.Header)
 	s.OnEnd = func() {
-		g.reg.remove(e)
+		e := g.reg.remove(s)
 		g.metrics.SessionEnded(s)
 		// Log before the session stops counting as open, so that anyone
 		// who waits for the gateway to be idle finds every access line
 		// written.
 		if access {
-			g.accessLog(s, sid)
+			g.accessLog(s)
 		}
 		g.sessionEnded(e)
 		g.active.Add(-1)
@@ -282,9 +282,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		release()
 	}
 	g.active.Add(1)
-	g.reg.add(e)
+	tags := g.sessionTags(s, up.Header)
+	g.reg.add(s, tags, g.sessionStarted(s, rs, tags))
 	g.metrics.SessionStarted(s)
-	g.sessionStarted(e)
 	// A reload or admin drain that swept the registry while this handshake
 	// was in flight could not see this session: hold it to the config in
 	// force now. (Registering first, then checking, leaves no gap.)
@@ -482,10 +482,10 @@ func (g *Gateway) logReject(r *http.Request, route string, status int, reason st
 		Str("host", r.Host).Str("path", r.URL.Path).Int("status", status).Str("reason", reason).Msg("handshake rejected")
 }
 
-func (g *Gateway) accessLog(s *relay.Session, id sessionID) {
+func (g *Gateway) accessLog(s *relay.Session) {
 	cf, cm, cb := s.Tally(relay.SideClient)
 	uf, um, ub := s.Tally(relay.SideUpstream)
-	e := g.log.Info().Str("event", "session").Str("session", id.String()).Str("route", s.Route).Str("client", s.Client).
+	e := g.log.Info().Str("event", "session").Str("session", sessionID(s.ID).String()).Str("route", s.Route).Str("client", s.Client).
 		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).
 		Time("start", s.Start()).Float64("duration", time.Since(s.Start()).Seconds()).
 		Int64("c2u_frames", cf).Int64("c2u_messages", cm).Int64("c2u_bytes", cb).

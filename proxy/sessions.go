@@ -5,6 +5,7 @@ package proxy
 // inspect, push to and close sessions, and the connect/disconnect events.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -27,6 +28,7 @@ import (
 	"unicode/utf8"
 
 	"wsgate/frame"
+	"wsgate/internal/config"
 	"wsgate/internal/events"
 	"wsgate/internal/metrics"
 	"wsgate/internal/relay"
@@ -91,71 +93,93 @@ func isVisibleASCII(s string) bool {
 	return true
 }
 
-// sessionEntry is a live session as the registry and the sessions API see
-// it. Everything but the relay session is set before it is registered and
-// never changed.
+// sessionEntry is a live session as the sessions API sees it: a view made
+// on demand from the registry, not stored. The session's id and user are
+// on the relay session itself (relay.Session.ID, User).
 type sessionEntry struct {
-	id   sessionID
 	s    *relay.Session
-	rs   *routeState // the route, from the snapshot the session started with
 	tags []string
-	// user is who the client authenticated as (README "Authentication at
-	// the edge"), "" when the route has no authentication. The sessions
-	// API lists, filters and reports it; events carry it.
-	user string
-	// connect is the connect event, which the disconnect event follows;
-	// nil when none was sent.
-	connect *events.Job
+	ev   *sessionEvents // nil: the route sends no events
+}
+
+func (e sessionEntry) id() sessionID { return sessionID(e.s.ID) }
+
+// sessionEvents is what a session whose route sends events keeps for its
+// disconnect event.
+type sessionEvents struct {
+	cfg     *config.Events // the route's, when the session started
+	connect *events.Job    // the connect event, which the disconnect follows; nil if none was sent
 }
 
 // registry is the set of live sessions, for shutdown, reload, drain,
 // metrics and the sessions API. It is indexed by id and by tag, so that
-// neither a lookup nor a broadcast to a tag scans every session. Its lock
-// is held only to update or copy out of the indexes, never while a
-// session is written to.
+// neither a lookup nor a broadcast to a tag scans every session. Tags and
+// event state are kept in maps of their own, only for the sessions that
+// have them: an untagged session without events costs the registry one
+// entry of byID. The lock is held only to update or copy out of the maps,
+// never while a session is written to.
 type registry struct {
-	mu    sync.RWMutex
-	byID  map[sessionID]*sessionEntry
-	byTag map[string]map[*sessionEntry]struct{}
+	mu     sync.RWMutex
+	byID   map[sessionID]*relay.Session
+	tags   map[*relay.Session][]string
+	byTag  map[string]map[*relay.Session]struct{}
+	events map[*relay.Session]*sessionEvents
 }
 
 func (r *registry) init() {
-	r.byID = make(map[sessionID]*sessionEntry)
-	r.byTag = make(map[string]map[*sessionEntry]struct{})
+	r.byID = make(map[sessionID]*relay.Session)
+	r.tags = make(map[*relay.Session][]string)
+	r.byTag = make(map[string]map[*relay.Session]struct{})
+	r.events = make(map[*relay.Session]*sessionEvents)
 }
 
-func (r *registry) add(e *sessionEntry) {
+func (r *registry) add(s *relay.Session, tags []string, ev *sessionEvents) {
 	r.mu.Lock()
-	r.byID[e.id] = e
-	for _, t := range e.tags {
+	r.byID[sessionID(s.ID)] = s
+	if len(tags) > 0 {
+		r.tags[s] = tags
+	}
+	for _, t := range tags {
 		set := r.byTag[t]
 		if set == nil {
-			set = make(map[*sessionEntry]struct{})
+			set = make(map[*relay.Session]struct{})
 			r.byTag[t] = set
 		}
-		set[e] = struct{}{}
+		set[s] = struct{}{}
+	}
+	if ev != nil {
+		r.events[s] = ev
 	}
 	r.mu.Unlock()
 }
 
-func (r *registry) remove(e *sessionEntry) {
+// remove takes s out and returns its entry.
+func (r *registry) remove(s *relay.Session) sessionEntry {
 	r.mu.Lock()
-	delete(r.byID, e.id)
+	defer r.mu.Unlock()
+	e := sessionEntry{s: s, tags: r.tags[s], ev: r.events[s]}
+	delete(r.byID, sessionID(s.ID))
+	delete(r.tags, s)
+	delete(r.events, s)
 	for _, t := range e.tags {
 		if set := r.byTag[t]; set != nil {
-			delete(set, e)
+			delete(set, s)
 			if len(set) == 0 {
 				delete(r.byTag, t)
 			}
 		}
 	}
-	r.mu.Unlock()
+	return e
 }
 
-func (r *registry) get(id sessionID) *sessionEntry {
+func (r *registry) get(id sessionID) (sessionEntry, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.byID[id]
+	s := r.byID[id]
+	if s == nil {
+		return sessionEntry{}, false
+	}
+	return sessionEntry{s: s, tags: r.tags[s]}, true
 }
 
 // list returns the live sessions.
@@ -163,48 +187,47 @@ func (r *registry) list() []*relay.Session {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]*relay.Session, 0, len(r.byID))
-	for _, e := range r.byID {
-		out = append(out, e.s)
+	for _, s := range r.byID {
+		out = append(out, s)
 	}
 	return out
 }
 
-// match returns the entries with tag (if not "") on route (if not ""),
-// through the tag index when there is a tag.
-func (r *registry) match(route, tag string, keep func(*sessionEntry) bool) []*sessionEntry {
+// match returns the sessions with tag (if not "") on route (if not "")
+// that keep (if not nil) keeps, through the tag index when there is a tag.
+func (r *registry) match(route, tag string, keep func(s *relay.Session) bool) []sessionEntry {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var out []*sessionEntry
-	add := func(e *sessionEntry) {
-		if (route == "" || e.s.Route == route) && (keep == nil || keep(e)) {
-			out = append(out, e)
+	var out []sessionEntry
+	add := func(s *relay.Session) {
+		if (route == "" || s.Route == route) && (keep == nil || keep(s)) {
+			out = append(out, sessionEntry{s: s, tags: r.tags[s]})
 		}
 	}
 	if tag != "" {
-		for e := range r.byTag[tag] {
-			add(e)
+		for s := range r.byTag[tag] {
+			add(s)
 		}
 		return out
 	}
-	for _, e := range r.byID {
-		add(e)
+	for _, s := range r.byID {
+		add(s)
 	}
 	return out
 }
 
-// newEntry makes the registry entry of a session that is about to run;
-// hdr is the upstream's 101, which may tag it.
-func (g *Gateway) newEntry(id sessionID, s *relay.Session, rs *routeState, hdr http.Header) *sessionEntry {
-	e := &sessionEntry{id: id, s: s, rs: rs}
-	if v := hdr.Values(tagsHeader); len(v) > 0 {
-		var dropped int
-		e.tags, dropped = parseTags(v)
-		if dropped > 0 {
-			g.log.Debug().Str("route", s.Route).Str("session", id.String()).Int("dropped", dropped).
-				Msgf("%s: tags dropped (at most %d, each at most %d bytes of visible ASCII, no commas)", tagsHeader, maxTags, maxTagLen)
-		}
+// sessionTags are the tags the upstream's 101 (hdr) gives session s.
+func (g *Gateway) sessionTags(s *relay.Session, hdr http.Header) []string {
+	v := hdr.Values(tagsHeader)
+	if len(v) == 0 {
+		return nil
 	}
-	return e
+	tags, dropped := parseTags(v)
+	if dropped > 0 {
+		g.log.Debug().Str("route", s.Route).Str("session", sessionID(s.ID).String()).Int("dropped", dropped).
+			Msgf("%s: tags dropped (at most %d, each at most %d bytes of visible ASCII, no commas)", tagsHeader, maxTags, maxTagLen)
+	}
+	return tags
 }
 
 // setSessionHeader puts the session id on the upstream request, in place
@@ -295,31 +318,37 @@ type sessionEnd struct {
 	Truncated           bool    `json:"truncated"`
 }
 
-func (g *Gateway) event(e *sessionEntry, name string, end *sessionEnd, after *events.Job) *events.Job {
-	ev := e.rs.cfg.Settings.Events
+func (g *Gateway) event(e sessionEntry, name string, end *sessionEnd, after *events.Job) *events.Job {
 	tags := e.tags
 	if tags == nil {
 		tags = []string{}
 	}
-	body, _ := json.Marshal(eventBody{Event: name, Session: e.id.String(), Route: e.s.Route, Client: e.s.Client,
-		User: e.user, Tags: tags, Time: time.Now().UTC(), sessionEnd: end})
-	j := &events.Job{URL: ev.URL, Timeout: ev.Timeout, Body: body, Route: e.s.Route, Event: name}
+	s := e.s
+	body, _ := json.Marshal(eventBody{Event: name, Session: e.id().String(), Route: s.Route, Client: s.Client,
+		User: s.User, Tags: tags, Time: time.Now().UTC(), sessionEnd: end})
+	j := &events.Job{URL: e.ev.cfg.URL, Timeout: e.ev.cfg.Timeout, Body: body, Route: s.Route, Event: name}
 	j.After(after)
 	g.sender().Send(j)
 	return j
 }
 
-// sessionStarted sends the connect event, if the route asks for it.
-func (g *Gateway) sessionStarted(e *sessionEntry) {
-	if ev := e.rs.cfg.Settings.Events; ev != nil && ev.Connect {
-		e.connect = g.event(e, "connect", nil, nil)
+// sessionStarted sends the connect event, if the route asks for it, and
+// returns what the disconnect event will need (nil: no events).
+func (g *Gateway) sessionStarted(s *relay.Session, rs *routeState, tags []string) *sessionEvents {
+	cfg := rs.cfg.Settings.Events
+	if cfg == nil {
+		return nil
 	}
+	ev := &sessionEvents{cfg: cfg}
+	if cfg.Connect {
+		ev.connect = g.event(sessionEntry{s: s, tags: tags, ev: ev}, "connect", nil, nil)
+	}
+	return ev
 }
 
 // sessionEnded sends the disconnect event, if the route asks for it.
-func (g *Gateway) sessionEnded(e *sessionEntry) {
-	ev := e.rs.cfg.Settings.Events
-	if ev == nil || !ev.Disconnect {
+func (g *Gateway) sessionEnded(e sessionEntry) {
+	if e.ev == nil || !e.ev.cfg.Disconnect {
 		return
 	}
 	s := e.s
@@ -330,7 +359,7 @@ func (g *Gateway) sessionEnded(e *sessionEntry) {
 	end.ClientCloseCode, end.ClientCloseReason = closeSent(s, relay.SideClient)
 	end.UpstreamCloseCode, end.UpstreamCloseReason = closeSent(s, relay.SideUpstream)
 	end.ClosedBy, end.Reason, end.Truncated = s.Outcome()
-	g.event(e, "disconnect", end, e.connect)
+	g.event(e, "disconnect", end, e.ev.connect)
 }
 
 // closeSent is the close code (or "none") and reason a leg got, as the
@@ -424,9 +453,9 @@ type sessionJSON struct {
 	Closing     bool      `json:"closing"`
 }
 
-func (e *sessionEntry) json() sessionJSON {
+func (e sessionEntry) json() sessionJSON {
 	s := e.s
-	j := sessionJSON{ID: e.id.String(), Route: s.Route, Client: s.Client, User: e.user, Upstream: s.Upstream,
+	j := sessionJSON{ID: e.id().String(), Route: s.Route, Client: s.Client, User: s.User, Upstream: s.Upstream,
 		Subprotocol: s.Protocol, Tags: e.tags, Start: s.Start().UTC(), Pushed: s.Pushed(),
 		Parked: s.ParkedLegs(), Closing: s.Closing()}
 	if j.Tags == nil {
@@ -456,15 +485,15 @@ func (g *Gateway) listSessions(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	client, user := q.Get("client"), q.Get("user")
-	list := g.reg.match(q.Get("route"), q.Get("tag"), func(e *sessionEntry) bool {
-		return (client == "" || e.s.Client == client) && (user == "" || e.user == user)
+	list := g.reg.match(q.Get("route"), q.Get("tag"), func(s *relay.Session) bool {
+		return (client == "" || s.Client == client) && (user == "" || s.User == user)
 	})
 	// Oldest first, so that paging by start time is possible.
-	slices.SortFunc(list, func(a, b *sessionEntry) int {
+	slices.SortFunc(list, func(a, b sessionEntry) int {
 		if c := a.s.Start().Compare(b.s.Start()); c != 0 {
 			return c
 		}
-		return strings.Compare(string(a.id[:]), string(b.id[:]))
+		return bytes.Compare(a.s.ID[:], b.s.ID[:])
 	})
 	truncated := len(list) > limit
 	if truncated {
@@ -481,20 +510,20 @@ func (g *Gateway) listSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 // entry finds the session named by the request's {id}, or answers 404.
-func (g *Gateway) entry(w http.ResponseWriter, r *http.Request) *sessionEntry {
+func (g *Gateway) entry(w http.ResponseWriter, r *http.Request) (sessionEntry, bool) {
 	id, ok := parseSessionID(r.PathValue("id"))
-	var e *sessionEntry
+	var e sessionEntry
 	if ok {
-		e = g.reg.get(id)
+		e, ok = g.reg.get(id)
 	}
-	if e == nil {
+	if !ok {
 		adminError(w, http.StatusNotFound, "no such session")
 	}
-	return e
+	return e, ok
 }
 
 func (g *Gateway) getSession(w http.ResponseWriter, r *http.Request) {
-	if e := g.entry(w, r); e != nil {
+	if e, ok := g.entry(w, r); ok {
 		writeJSON(w, http.StatusOK, e.json())
 	}
 }
@@ -530,15 +559,15 @@ func isTextType(ct string) bool {
 }
 
 func (g *Gateway) pushSession(w http.ResponseWriter, r *http.Request) {
-	e := g.entry(w, r)
-	if e == nil {
+	e, ok := g.entry(w, r)
+	if !ok {
 		return
 	}
 	if e.s.Closing() {
 		adminError(w, http.StatusConflict, "session is closing")
 		return
 	}
-	f, _, ok := readPush(w, r, e.rs.session.MaxMessage)
+	f, _, ok := readPush(w, r, e.s.MaxMessage())
 	if !ok {
 		return
 	}
@@ -550,7 +579,7 @@ func (g *Gateway) pushSession(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		adminError(w, http.StatusConflict, "session is closing")
 	default:
-		writeJSON(w, http.StatusAccepted, map[string]string{"session": e.id.String(), "status": "queued"})
+		writeJSON(w, http.StatusAccepted, map[string]string{"session": e.id().String(), "status": "queued"})
 	}
 }
 
@@ -584,12 +613,12 @@ func (g *Gateway) closeSession(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusBadRequest, "reason must be UTF-8 of at most "+strconv.Itoa(maxCloseReason)+" bytes")
 		return
 	}
-	e := g.entry(w, r)
-	if e == nil {
+	e, ok := g.entry(w, r)
+	if !ok {
 		return
 	}
 	e.s.Disconnect(frame.CloseCode(code), reason)
-	writeJSON(w, http.StatusAccepted, map[string]string{"session": e.id.String(), "status": "closing"})
+	writeJSON(w, http.StatusAccepted, map[string]string{"session": e.id().String(), "status": "closing"})
 }
 
 func (g *Gateway) broadcast(w http.ResponseWriter, r *http.Request) {
@@ -611,7 +640,7 @@ func (g *Gateway) broadcast(w http.ResponseWriter, r *http.Request) {
 	if max == 0 {
 		max = 1 // a route no longer configured: its sessions still get what fits
 		for _, e := range g.reg.match(route, "", nil) {
-			max = maxOf(max, e.rs.session.MaxMessage)
+			max = maxOf(max, e.s.MaxMessage())
 		}
 	}
 	f, size, ok := readPush(w, r, max)
@@ -631,7 +660,7 @@ func (g *Gateway) broadcast(w http.ResponseWriter, r *http.Request) {
 			// thousands of goroutines ahead of the relay's traffic.
 			runtime.Gosched()
 		}
-		if size > e.rs.session.MaxMessage {
+		if size > e.s.MaxMessage() {
 			tooBig++
 			continue
 		}

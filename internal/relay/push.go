@@ -106,6 +106,10 @@ func (s *Session) Push(f []byte, count Counter) error {
 	return nil
 }
 
+// MaxMessage is the session's max_message_bytes: the most a pushed
+// message may carry.
+func (s *Session) MaxMessage() int64 { return s.cfg.MaxMessage }
+
 // Pushed is how many pushed messages reached the client's connection.
 func (s *Session) Pushed() int64 {
 	if q := s.push.Load(); q != nil {

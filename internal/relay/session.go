@@ -30,6 +30,15 @@ type Session struct {
 	Client   string // the client's address
 	Upstream string // the upstream's configured URL
 	Protocol string // the subprotocol chosen
+
+	// ID names the session in the sessions API and the logs; User is who
+	// the client authenticated as ("" without authentication). Set before
+	// Run and never changed. (They live here, in room the Session's size
+	// class has anyway, so that an idle session costs no extra
+	// allocation for them.)
+	ID   [16]byte
+	User string
+
 	// OnEnd is called once, when both pumps have finished.
 	OnEnd func()
 	// Hooks are for tests only; nil otherwise.
