@@ -252,6 +252,7 @@ type sessionsState struct {
 	// (0: the defaults); tests change them.
 	evBackoff time.Duration
 	evMax     int
+	evLogged  atomic.Int64 // when an undelivered event was last logged (Unix ns)
 }
 
 // sender returns the events sender, started on first use.
@@ -259,9 +260,12 @@ func (g *Gateway) sender() *events.Sender {
 	g.sess.evOnce.Do(func() {
 		g.sess.ev.Store(events.New(events.Options{Backoff: g.sess.evBackoff, Max: g.sess.evMax, Result: func(j *events.Job, result string) {
 			g.sess.metrics.Events.WithLabelValues(j.Route, j.Event, result).Inc()
-			if result != events.ResultOK {
+			// At most one line a second: a receiver that is down must
+			// not flood the log (the metric counts every one).
+			if now := time.Now().UnixNano(); result != events.ResultOK && now-g.sess.evLogged.Load() >= int64(time.Second) {
+				g.sess.evLogged.Store(now)
 				g.log.Warn().Str("route", j.Route).Str("event", j.Event).Str("result", result).
-					Str("url", j.URL).Msg("session event not delivered")
+					Str("url", j.URL).Msg("session event not delivered (see wsgate_events_total for the count)")
 			}
 		}}))
 	})
@@ -328,7 +332,9 @@ func (g *Gateway) event(e sessionEntry, name string, end *sessionEnd, after *eve
 		User: s.User, Tags: tags, Time: time.Now().UTC(), sessionEnd: end})
 	j := &events.Job{URL: e.ev.cfg.URL, Timeout: e.ev.cfg.Timeout, Body: body, Route: s.Route, Event: name}
 	j.After(after)
-	g.sender().Send(j)
+	if snd := g.sender(); snd != nil { // nil once Serve stopped it
+		snd.Send(j)
+	}
 	return j
 }
 
