@@ -5,9 +5,11 @@ package proxy
 // gorilla upstream, raw frames where the wire itself is the question.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -579,5 +581,52 @@ func TestSessionsAdminToken(t *testing.T) {
 		if st, _ := admin(t, gw, "GET", p, "", "", nil); st != 200 {
 			t.Errorf("%s without a token = %d, want 200", p, st)
 		}
+	}
+}
+
+// TestSessionsIDHeader: the id goes upstream in server.session_id_header,
+// in place of any copy the client sent; "" sends none.
+func TestSessionsIDHeader(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, yamlValue, header string }{
+		{"default", "", "X-Wsgate-Session"},
+		{"renamed", "X-Session-Id", "X-Session-Id"},
+		{"off", `""`, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			seen := make(chan http.Header, 1)
+			up := newUpstream(t, "hdr", func(u *testUpstream, req *http.Request, conn net.Conn, br *bufio.Reader) {
+				seen <- req.Header.Clone()
+				accept101(nil)(u, req, conn, br)
+			})
+			kv := []string{}
+			if c.yamlValue != "" {
+				kv = append(kv, "server.session_id_header", c.yamlValue)
+			}
+			gw := startAdminGateway(t, sessYAML(up.URL, kv...), false)
+			forged := "AAAAAAAAAAAAAAAAAAAAAA"
+			d := gorilla.Dialer{HandshakeTimeout: relayIO}
+			h := http.Header{"X-Wsgate-Session": {forged}}
+			if c.header != "" {
+				h.Set(c.header, forged)
+			}
+			conn, _, err := d.Dial("ws://"+gw.Addr+"/", h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			got := <-seen
+			if c.header == "" {
+				if v := got.Get("X-Wsgate-Session"); v != forged {
+					t.Errorf("with the header off, X-Wsgate-Session upstream = %q, want the client's %q passed as any header", v, forged)
+				}
+				return
+			}
+			id := onlySession(t, gw)
+			if v := got.Values(c.header); len(v) != 1 || v[0] != id {
+				t.Errorf("%s upstream = %q, want only the gateway's %q", c.header, v, id)
+			}
+		})
 	}
 }
