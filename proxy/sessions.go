@@ -394,7 +394,7 @@ func (g *Gateway) sessionsAPI(mux *http.ServeMux) {
 // is of SHA-256 digests in constant time: neither the token's bytes nor
 // its length show in the time an answer takes.
 func (g *Gateway) adminAuth(h http.Handler) http.Handler {
-	tok := g.Config().Server.AdminToken
+	tok := g.Config().AdminToken
 	if tok == "" {
 		return h
 	}
@@ -427,7 +427,7 @@ func bearer(v string) (string, bool) {
 // warnOpenAdmin warns when the admin listener is reachable from beyond
 // this host and asks for no token: it can read and close every session.
 func (g *Gateway) warnOpenAdmin(ln net.Listener) {
-	if g.Config().Server.AdminToken != "" {
+	if g.Config().AdminToken != "" {
 		return
 	}
 	ap, err := netip.ParseAddrPort(ln.Addr().String())

@@ -142,7 +142,7 @@ func TestWarnOpenAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		if c.token {
-			cfg.Server.AdminToken = "0123456789abcdef0123456789abcdef"
+			cfg.AdminToken = "0123456789abcdef0123456789abcdef"
 		}
 		logs := &syncBuffer{}
 		g, err := New(cfg, zerolog.New(logs))

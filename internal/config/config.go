@@ -43,6 +43,9 @@ type Config struct {
 	Log      LogConfig
 	Defaults RouteSettings // the resolved `defaults` block
 	Routes   []*Route      // in file order
+	// AdminToken is the content of server.admin_token_file, read at load
+	// ("" without one).
+	AdminToken string
 	// Warnings are odd-but-legal findings, "file:line: key: message", sorted by
 	// line. `wsgate validate` prints them; the gateway logs them.
 	Warnings []string
@@ -67,8 +70,7 @@ type ServerConfig struct {
 	CloseSpread         time.Duration // >= 0 and < ShutdownGrace
 	// The sessions API (README "Sessions API and events").
 	SessionIDHeader string // sent upstream with the session id; "" = not sent
-	AdminTokenFile  string // "" = the admin listener asks for no token
-	AdminToken      string // the token read from AdminTokenFile at load
+	AdminTokenFile  string // "" = the admin listener asks for no token (Config.AdminToken holds it)
 }
 
 // TLSConfig is the `tls` block. It only takes effect when

@@ -81,7 +81,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 	for _, f := range p.Fields(yamlwalk.Val{N: doc, Key: "", Line: docLine}, topKeys) {
 		switch f.Name {
 		case "server":
-			p.server(f.V, &cfg.Server)
+			p.server(f.V, &cfg.Server, &cfg.AdminToken)
 		case "tls":
 			p.tlsBlock(f.V, &cfg.TLS)
 		case "log":

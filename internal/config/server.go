@@ -16,7 +16,7 @@ import (
 // ---------------------------------------------------------------------------
 // server
 
-func (p *parser) server(v yamlwalk.Val, s *ServerConfig) {
+func (p *parser) server(v yamlwalk.Val, s *ServerConfig, token *string) {
 	p.Accept(v)
 	for _, f := range p.Fields(v, serverKeys) {
 		switch f.Name {
@@ -100,7 +100,7 @@ func (p *parser) server(v yamlwalk.Val, s *ServerConfig) {
 				s.CloseSpread = d
 			}
 		case "session_id_header", "admin_token_file":
-			p.sessionServerKey(f, s) // sessions.go
+			p.sessionServerKey(f, s, token) // sessions.go
 		}
 	}
 }
@@ -188,7 +188,7 @@ func (p *parser) checkServer(cfg *Config) {
 			}
 		}
 	}
-	if s.AdminListen != "" && s.AdminToken == "" {
+	if s.AdminListen != "" && cfg.AdminToken == "" {
 		if host, _, err := net.SplitHostPort(s.AdminListen); err == nil && !isLoopbackHost(host) {
 			p.Warnf(p.Lines["server.admin_listen"], "server.admin_listen",
 				"%q is reachable from the network: it serves /sessions, /broadcast, /debug/pprof and POST /drain without authentication (set server.admin_token_file)", s.AdminListen)

@@ -32,8 +32,9 @@ const DefaultEventsTimeout = 2 * time.Second
 
 var eventsKeys = []string{"url", "on", "timeout"}
 
-// sessionServerKey parses the server keys of the sessions API into s.
-func (p *parser) sessionServerKey(f yamlwalk.Field, s *ServerConfig) {
+// sessionServerKey parses the server keys of the sessions API into s; the
+// admin token goes to *token.
+func (p *parser) sessionServerKey(f yamlwalk.Field, s *ServerConfig, token *string) {
 	str, ok := p.Str(f.V)
 	if !ok {
 		return
@@ -53,7 +54,7 @@ func (p *parser) sessionServerKey(f yamlwalk.Field, s *ServerConfig) {
 		}
 		s.SessionIDHeader = str
 	case "admin_token_file":
-		s.AdminTokenFile, s.AdminToken = str, ""
+		s.AdminTokenFile, *token = str, ""
 		if str == "" {
 			return
 		}
@@ -72,7 +73,7 @@ func (p *parser) sessionServerKey(f yamlwalk.Field, s *ServerConfig) {
 			if len(tok) < 16 {
 				p.Warnf(f.V.Line, f.V.Key, "the admin token in %s is short (%d characters): use at least 32 random characters", str, len(tok))
 			}
-			s.AdminToken = tok
+			*token = tok
 		}
 	}
 }

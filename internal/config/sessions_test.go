@@ -31,7 +31,7 @@ routes:
 		t.Fatal(err)
 	}
 	s := cfg.Server
-	if s.AdminToken != "0123456789abcdef0123456789abcdef" || s.AdminTokenFile != tok || s.SessionIDHeader != "X-Session" {
+	if cfg.AdminToken != "0123456789abcdef0123456789abcdef" || s.AdminTokenFile != tok || s.SessionIDHeader != "X-Session" {
 		t.Errorf("server = %+v", s)
 	}
 	for _, w := range cfg.Warnings {
