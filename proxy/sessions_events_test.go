@@ -162,7 +162,7 @@ func TestSessionsEventsReceiverGone(t *testing.T) {
 	const bound = 16
 	gw := startSessGateway(t, eventsYAML(up.URL, rcv.URL), func(g *Gateway) {
 		g.sess.evMax = bound
-		g.sess.evBackoff = 20 * time.Millisecond
+		g.sess.evBackoff = 200 * time.Millisecond // each event pending >= 1.4 s: the 100 pass the bound
 	})
 	const n = 50
 	over := make(chan int, 1)

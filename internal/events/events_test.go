@@ -136,7 +136,7 @@ func TestSenderBounded(t *testing.T) {
 	s := New(Options{Max: max, Workers: 2, Backoff: time.Millisecond, Result: res.add})
 	taken := 0
 	for i := range 1000 {
-		if s.Send(&Job{URL: srv.URL, Body: []byte(strconv.Itoa(i)), Timeout: 20 * time.Millisecond}) {
+		if s.Send(&Job{URL: srv.URL, Body: []byte(strconv.Itoa(i)), Timeout: 100 * time.Millisecond}) {
 			taken++
 		}
 		if p := s.Pending(); p > max {
