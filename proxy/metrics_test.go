@@ -508,6 +508,8 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 	gw.metrics.RateLimited.WithLabelValues("echo", "messages").Add(0)
 	gw.sess.metrics.Pushed.WithLabelValues("echo").Add(0)
 	gw.sess.metrics.Events.WithLabelValues("echo", "connect", "ok").Add(0)
+	gw.metrics.HTTPRequests.WithLabelValues("echo", "200").Add(0)
+	gw.metrics.HTTPSeconds.WithLabelValues("echo")
 	mfs := scrape(t, gw.AdminAddr)
 	for name, spec := range specMetrics {
 		mf := mfs[name]
@@ -554,6 +556,8 @@ var specMetrics = map[string]struct {
 	"wsgate_upstream_up":              {dto.MetricType_GAUGE, []string{"route", "upstream"}},
 	"wsgate_pushed_messages_total":    {dto.MetricType_COUNTER, []string{"route"}},
 	"wsgate_events_total":             {dto.MetricType_COUNTER, []string{"event", "result", "route"}},
+	"wsgate_http_requests_total":      {dto.MetricType_COUNTER, []string{"code", "route"}},
+	"wsgate_http_request_seconds":     {dto.MetricType_HISTOGRAM, []string{"route"}},
 }
 
 // TestMetricsDashboard checks the Grafana dashboard against the metrics:
@@ -664,6 +668,7 @@ func TestMetricsDashboard(t *testing.T) {
 		"wsgate_sessions_active", "wsgate_sessions_total", "wsgate_handshake_rejected_total",
 		"wsgate_messages_total", "wsgate_bytes_total", `side="client"`, `side="upstream"`,
 		"wsgate_upstream_up", "wsgate_upstream_dial_seconds_bucket", "wsgate_rate_limited_total",
+		"wsgate_http_requests_total", "wsgate_http_request_seconds_bucket",
 	} {
 		if !strings.Contains(all, need) {
 			t.Errorf("no panel queries %s", need)
@@ -718,6 +723,7 @@ func TestAccessLogFields(t *testing.T) {
 		"client":                "127.0.0.1",
 		"upstream":              up.URL + "/ws",
 		"subprotocol":           "chat.v1",
+		"user":                  "", // no auth on the route
 		"c2u_frames":            6.0,
 		"c2u_messages":          float64(echoMessageCount),
 		"c2u_bytes":             float64(echoMessageBytes),

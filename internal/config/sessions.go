@@ -95,17 +95,18 @@ func isVisibleASCII(s string) bool {
 	return true
 }
 
-// events parses the events setting: {url, on, timeout}, or "none" to turn
-// events inherited from defaults off in a route.
+// events parses the events setting: {url, on, timeout}, or "off" (also
+// "none") to turn events inherited from defaults off in a route, as
+// `auth: off` does.
 func (p *parser) events(v yamlwalk.Val, o *opt[*Events]) {
 	n := yamlwalk.Deref(v.N)
-	if n != nil && n.Kind == yaml.ScalarNode && n.Value == "none" {
+	if n != nil && n.Kind == yaml.ScalarNode && (n.Value == "off" || n.Value == "none") {
 		p.Accept(v)
 		o.put(nil)
 		return
 	}
 	if n == nil || n.Kind != yaml.MappingNode {
-		p.Errf(v.Line, v.Key, "want {url: http://app.internal/ws-events, on: [connect, disconnect], timeout: 2s} or \"none\", got %s", yamlwalk.Describe(n))
+		p.Errf(v.Line, v.Key, "want {url: http://app.internal/ws-events, on: [connect, disconnect], timeout: 2s} or \"off\", got %s", yamlwalk.Describe(n))
 		return
 	}
 	e := &Events{Connect: true, Disconnect: true, Timeout: DefaultEventsTimeout}

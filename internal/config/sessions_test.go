@@ -24,7 +24,7 @@ defaults:
 routes:
   - {name: a, path: /a, upstreams: [builtin:echo]}
   - {name: b, path: /b, upstreams: [builtin:echo], events: {url: "https://h.example/x"}}
-  - {name: c, path: /c, upstreams: [builtin:echo], events: none}
+  - {name: c, path: /c, upstreams: [builtin:echo], events: off}
 `
 	cfg, err := Parse("t.yaml", []byte(src))
 	if err != nil {

@@ -30,14 +30,13 @@ type Session struct {
 	Client   string // the client's address
 	Upstream string // the upstream's configured URL
 	Protocol string // the subprotocol chosen
+	User     string // who authenticated (the token's sub), "" if nobody
 
-	// ID names the session in the sessions API and the logs; User is who
-	// the client authenticated as ("" without authentication). Set before
-	// Run and never changed. (They live here, in room the Session's size
+	// ID names the session in the sessions API and the logs. Set before
+	// Run and never changed. (It lives here, in room the Session's size
 	// class has anyway, so that an idle session costs no extra
-	// allocation for them.)
-	ID   [16]byte
-	User string
+	// allocation for it.)
+	ID [16]byte
 
 	// OnEnd is called once, when both pumps have finished.
 	OnEnd func()
@@ -48,6 +47,9 @@ type Session struct {
 	start time.Time
 	lim   *Limits // the client's rate limits; nil: none
 	poll  *Poller // nil: legs never park
+	// expires is when the client's credential runs out (since start; 0 =
+	// never): one more deadline among the timers (expiry.go).
+	expires int64
 
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
