@@ -8,12 +8,17 @@ package proxy
 
 import (
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
 
+	"wsgate/internal/auth/authtest"
 	"wsgate/internal/events"
 )
 
@@ -198,4 +203,59 @@ func TestSessionsEventsReceiverGone(t *testing.T) {
 		t.Errorf("%d events still pending", p)
 	}
 	_ = events.Retries
+}
+
+// TestSessionsUser: with authentication on the route, the sessions API
+// lists, filters and reports each session's user, and events carry it.
+func TestSessionsUser(t *testing.T) {
+	t.Parallel()
+	up := newSessUpstream(t)
+	rcv := newEventReceiver(t, "")
+	secret := []byte(strings.Repeat("k", 32))
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := eventsYAML(up.URL, rcv.URL) +
+		"    auth: {jwt: {secret_file: " + secretFile + ", algorithms: [HS256], issuer: " + testIss + ", audience: [" + testAud + "]}}\n"
+	gw := startAdminGateway(t, yaml, false)
+	dial := func(name, user string) *gorilla.Conn {
+		tok := authtest.SignHMAC(t, secret, "", claims(user, time.Hour))
+		d := gorilla.Dialer{HandshakeTimeout: relayIO}
+		c, _, err := d.Dial("ws://"+gw.Addr+"/s?name="+name, http.Header{"Authorization": {"Bearer " + tok}})
+		if err != nil {
+			t.Fatalf("dial as %s: %v", user, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	alice := dial("a", "alice")
+	_ = dial("b", "bob")
+	idA := up.id(t, "a")
+	_, body := admin(t, gw, "GET", "/sessions?user=alice", "", "", nil)
+	l := decode[listAnswer](t, body)
+	if len(l.Sessions) != 1 || l.Sessions[0].ID != idA || l.Sessions[0].User != "alice" {
+		t.Errorf("GET /sessions?user=alice = %s", body)
+	}
+	if st := push(t, gw, idA, "text/plain", []byte("for alice")); st != 202 {
+		t.Fatalf("push = %d", st)
+	}
+	_ = alice.SetReadDeadline(time.Now().Add(relayIO))
+	if _, b, err := alice.ReadMessage(); err != nil || string(b) != "for alice" {
+		t.Fatalf("alice read %q %v", b, err)
+	}
+	_ = alice.WriteControl(gorilla.CloseMessage, gorilla.FormatCloseMessage(1000, ""), time.Now().Add(relayIO))
+	eventually(t, "alice's disconnect", func() bool {
+		for _, e := range rcv.events() {
+			if e["event"] == "disconnect" && e["session"] == idA {
+				return true
+			}
+		}
+		return false
+	})
+	for _, e := range rcv.events() {
+		if e["session"] == idA && e["user"] != "alice" {
+			t.Errorf("event %v: want user alice", e)
+		}
+	}
 }
