@@ -187,6 +187,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	// The admin server starts last: once /readyz answers, the plain and
 	// TLS servers are already serving.
 	if ls.Admin != nil {
+		g.warnOpenAdmin(ls.Admin)
 		start(ls.Admin, g.adminHandler(), false, nil)
 		g.log.Info().Str("listen", ls.Admin.Addr().String()).Msg("admin listening")
 	}
@@ -203,6 +204,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 		s.SetKeepAlivesEnabled(false)
 	}
 	g.shutdown(context.Background(), &inflight)
+	g.closeEvents(eventsWait) // the disconnect events of the sessions just closed
 	// Only now are the listeners closed. Requests still being answered
 	// (a 503, a /readyz) get a moment; sessions are not http.Server's to
 	// wait for (their connections were hijacked) and are over by now.
@@ -225,6 +227,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 const (
 	cutWait         = 500 * time.Millisecond
 	serverCloseWait = 500 * time.Millisecond
+	eventsWait      = 500 * time.Millisecond
 )
 
 // counted wraps a WebSocket listener's handler so that the drain knows
@@ -315,6 +318,7 @@ wait:
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/drain", g.drainHandler)
+	g.sessionsAPI(mux)
 	mux.Handle("/metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -350,5 +354,5 @@ func (g *Gateway) adminHandler() http.Handler {
 			_, _ = w.Write([]byte(l + "\n"))
 		}
 	})
-	return mux
+	return g.adminAuth(mux)
 }

@@ -355,6 +355,10 @@ func ms(us float64) string {
 	return f(us/1000, 2)
 }
 
+// keptMarker starts the part of BENCHMARKS.md that writeReport keeps as
+// it is: figures measured by other scripts.
+const keptMarker = "<!-- kept by bench/compare: sections below are written by hand from other scripts -->"
+
 func writeReport(c config, e *env, runs []*runRecord) error {
 	sum := summarize(c, runs)
 	var w strings.Builder
@@ -546,6 +550,13 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	p("```\n\n")
 	p("`wsbench` uses wsgate's own frame codec and upstream dialer (over crypto/tls for wss://): frames are built into reused buffers, each with a fresh masking key (except stream-large, which masks its 1 MiB payload once per connection and resends it, so that the client does not spend as much CPU re-masking as the relay it measures), and written with one system call per batch; connections are spread over source addresses 127.0.0.2–17 so that ports never run short.\n")
 
+	// Sections other scripts write (bench/broadcast.sh) follow keptMarker
+	// and survive this rewrite.
+	if old, err := os.ReadFile(c.md); err == nil {
+		if i := strings.Index(string(old), keptMarker); i >= 0 {
+			p("\n%s", old[i:])
+		}
+	}
 	if err := os.WriteFile(c.md, []byte(w.String()), 0o644); err != nil {
 		return err
 	}

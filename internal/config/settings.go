@@ -53,6 +53,7 @@ type settingsLayer struct {
 	bytes, frames                                opt[rateSpec]
 	connsPerIP                                   opt[int]
 	onExceed                                     opt[OnExceed]
+	events                                       opt[*Events]
 	auth                                         opt[*Auth] // set to nil: "off"
 }
 
@@ -79,6 +80,7 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		frames:        l.frames.or(base.frames),
 		connsPerIP:    l.connsPerIP.or(base.connsPerIP),
 		onExceed:      l.onExceed.or(base.onExceed),
+		events:        l.events.or(base.events),
 		auth:          l.auth.or(base.auth),
 	}
 }
@@ -153,6 +155,8 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 	case "rate_limit":
 		p.Accept(f.V)
 		p.rateLimit(f.V, l)
+	case "events":
+		p.events(f.V, &l.events) // sessions.go
 	case "auth":
 		// A route's auth block replaces the one in defaults as a whole
 		// (README "Authentication"): half of one and half of the other
@@ -298,6 +302,7 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	rl.Frames = toRate(l.frames, 0)
 	rl.ConnectionsPerIP = l.connsPerIP.get(0)
 	rl.OnExceed = l.onExceed.get(DefaultOnExceed)
+	s.Events = l.events.get(nil)
 	s.Auth = l.auth.get(nil)
 
 	isRoute := scope != "defaults"

@@ -18,6 +18,12 @@ func (s *Session) pump(src, dst *leg) (parked bool) {
 		if src.dead.Load() {
 			break
 		}
+		if s.pushReady(src) {
+			s.deliver() // between two messages (push.go)
+			if s.park(src) {
+				return true // it was idle: parked again at once
+			}
+		}
 		if src.recvClose.Load() {
 			// The peer sent its Close: nothing it sends from now on is a
 			// frame we act on. Wait for our reply to go out (we are woken),

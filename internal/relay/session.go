@@ -31,6 +31,13 @@ type Session struct {
 	Upstream string // the upstream's configured URL
 	Protocol string // the subprotocol chosen
 	User     string // who authenticated (the token's sub), "" if nobody
+
+	// ID names the session in the sessions API and the logs. Set before
+	// Run and never changed. (It lives here, in room the Session's size
+	// class has anyway, so that an idle session costs no extra
+	// allocation for it.)
+	ID [16]byte
+
 	// OnEnd is called once, when both pumps have finished.
 	OnEnd func()
 	// Hooks are for tests only; nil otherwise.
@@ -47,6 +54,10 @@ type Session struct {
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
 	pumps    atomic.Int32 // pumps not finished yet
+
+	// push holds messages pushed to the client (push.go); nil until the
+	// first push.
+	push atomic.Pointer[pushQueue]
 
 	// emu serialises close decisions: which Close each leg gets is decided
 	// and sent under it, so two terminal events (or an event and a peer's
