@@ -119,6 +119,8 @@ type RouteSettings struct {
 	// Empty = any origin.
 	Origins   []string
 	RateLimit RateLimits
+	// PermessageDeflate is the compression policy (deflate.go).
+	PermessageDeflate Deflate
 }
 
 // EffectiveMaxFrameBytes is the largest frame that can pass: MaxFrameBytes,

@@ -253,6 +253,7 @@ func specSettingsDefaults() RouteSettings {
 		MaxFrameBytes:       1 << 20,
 		MaxMessageBytes:     4 << 20,
 		RateLimit:           RateLimits{OnExceed: "close"},
+		PermessageDeflate:   Deflate{Enabled: true},
 	}
 }
 
@@ -336,6 +337,7 @@ func TestConfigFull(t *testing.T) {
 			Frames:           &Rate{PerSecond: 1000, Burst: 2000},
 			OnExceed:         "throttle",
 		},
+		PermessageDeflate: Deflate{Enabled: true, ContextTakeover: true},
 	}
 	if !reflect.DeepEqual(cfg.Defaults, defaults) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg.Defaults, defaults)
@@ -346,7 +348,7 @@ func TestConfigFull(t *testing.T) {
 
 	chat := cfg.Routes[0]
 	if chat.Name != "chat" || chat.Host != "chat.example.com" || chat.Path != "/ws" || !chat.StripPrefix ||
-		chat.Balance != "least_conn" || chat.AllowPlain || chat.Line != 41 {
+		chat.Balance != "least_conn" || chat.AllowPlain || chat.Line != 43 {
 		t.Errorf("chat = %+v", chat)
 	}
 	if len(chat.Upstreams) != 2 {
@@ -374,6 +376,7 @@ func TestConfigFull(t *testing.T) {
 	chatWant.MaxMessageBytes = 64 * KiB
 	chatWant.Origins = nil // origins: [] on the route: any origin again
 	chatWant.RateLimit.Messages = &Rate{PerSecond: 20, Burst: 40}
+	chatWant.PermessageDeflate = Deflate{Enabled: false, ContextTakeover: true} // merged key by key
 	chatWant.RateLimit.Bytes = nil // "unlimited" lifts the default
 	if !reflect.DeepEqual(chat.Settings, chatWant) {
 		t.Errorf("chat settings:\n got %+v\nwant %+v", chat.Settings, chatWant)

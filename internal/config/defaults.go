@@ -24,7 +24,7 @@ var (
 	acmeKeys     = []string{"email", "ca", "ca_root", "agree_terms", "storage"}
 	certKeys     = []string{"cert", "key"}
 	logKeys      = []string{"level", "format", "access"}
-	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit"}
+	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit", "permessage_deflate"}
 	rateKeys     = []string{"handshakes", "connections_per_ip", "messages", "messages_per_ip", "bytes", "frames", "on_exceed"}
 	rateSpecKeys = []string{"rate", "burst"}
 	routeKeys    = []string{"name", "host", "path", "strip_prefix", "upstreams", "balance", "upstream_tls", "subprotocols", "set_headers", "allow_plain"}
@@ -58,6 +58,7 @@ func builtinSettings() RouteSettings {
 		MaxFrameBytes:       1 * MiB,
 		MaxMessageBytes:     4 * MiB,
 		RateLimit:           RateLimits{OnExceed: DefaultOnExceed},
+		PermessageDeflate:   DefaultDeflate,
 	}
 }
 

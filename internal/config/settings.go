@@ -51,6 +51,7 @@ type settingsLayer struct {
 	bytes, frames                                opt[rateSpec]
 	connsPerIP                                   opt[int]
 	onExceed                                     opt[OnExceed]
+	deflate                                      deflateLayer
 }
 
 // over returns l with base underneath: l's set fields win, key by key, also
@@ -73,6 +74,7 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		frames:        l.frames.or(base.frames),
 		connsPerIP:    l.connsPerIP.or(base.connsPerIP),
 		onExceed:      l.onExceed.or(base.onExceed),
+		deflate:       l.deflate.over(base.deflate),
 	}
 }
 
@@ -141,6 +143,8 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 	case "rate_limit":
 		p.Accept(f.V)
 		p.rateLimit(f.V, l)
+	case "permessage_deflate":
+		p.deflateBlock(f.V, &l.deflate)
 	default:
 		return false
 	}
@@ -274,6 +278,8 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	rl.Frames = toRate(l.frames, 0)
 	rl.ConnectionsPerIP = l.connsPerIP.get(0)
 	rl.OnExceed = l.onExceed.get(DefaultOnExceed)
+	s.PermessageDeflate = l.deflate.resolve()
+	p.checkDeflate(scope, l.deflate, own.deflate)
 
 	isRoute := scope != "defaults"
 	// blame picks the key and line to report a contradiction between names
