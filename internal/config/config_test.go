@@ -377,7 +377,7 @@ func TestConfigFull(t *testing.T) {
 	chatWant.Origins = nil // origins: [] on the route: any origin again
 	chatWant.RateLimit.Messages = &Rate{PerSecond: 20, Burst: 40}
 	chatWant.PermessageDeflate = Deflate{Enabled: false, ContextTakeover: true} // merged key by key
-	chatWant.RateLimit.Bytes = nil // "unlimited" lifts the default
+	chatWant.RateLimit.Bytes = nil                                              // "unlimited" lifts the default
 	if !reflect.DeepEqual(chat.Settings, chatWant) {
 		t.Errorf("chat settings:\n got %+v\nwant %+v", chat.Settings, chatWant)
 	}
