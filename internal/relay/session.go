@@ -30,6 +30,9 @@ type Session struct {
 	Client   string // the client's address
 	Upstream string // the upstream's configured URL
 	Protocol string // the subprotocol chosen
+	// Compression is the permessage-deflate response the client got
+	// ("" if none), for the access log; see SetDeflate.
+	Compression string
 	// OnEnd is called once, when both pumps have finished.
 	OnEnd func()
 	// Hooks are for tests only; nil otherwise.
