@@ -367,3 +367,98 @@ func TestDeflateBombMemory(t *testing.T) {
 		waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
 	}
 }
+
+// TestDeflateNegotiationE2E is the negotiation table through the gateway:
+// what the upstream is offered for the client's offer, what the client's
+// 101 says, and the upstream answers that are refused with 502.
+func TestDeflateNegotiationE2E(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		route    string   // permessage_deflate block, "" = defaults
+		offer    []string // the client's Sec-WebSocket-Extensions lines
+		answer   string   // the upstream's
+		upstream string   // what the upstream was offered ("" = no header)
+		status   int
+		toClient string
+	}{
+		{name: "no offer", answer: "", upstream: "", status: 101},
+		{name: "only another extension", offer: []string{"x-webkit-deflate-frame"}, upstream: "", status: 101},
+		{name: "offer refused by the upstream", offer: []string{"permessage-deflate; client_max_window_bits"},
+			upstream: "permessage-deflate; server_no_context_takeover; client_max_window_bits", status: 101},
+		{name: "accepted", offer: []string{"permessage-deflate; client_max_window_bits", "x-other"},
+			answer:   "permessage-deflate; server_no_context_takeover; client_max_window_bits=12",
+			upstream: "permessage-deflate; server_no_context_takeover; client_max_window_bits", status: 101,
+			toClient: "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=12"},
+		{name: "an extension that was not offered", offer: []string{"permessage-deflate"},
+			answer: "x-webkit-deflate-frame", upstream: "permessage-deflate; server_no_context_takeover", status: 502},
+		{name: "a parameter that was not offered", offer: []string{"permessage-deflate"},
+			answer: "permessage-deflate; server_no_context_takeover; client_max_window_bits=9", upstream: "permessage-deflate; server_no_context_takeover", status: 502},
+		{name: "server context takeover kept against the policy", offer: []string{"permessage-deflate"},
+			answer: "permessage-deflate", upstream: "permessage-deflate; server_no_context_takeover", status: 502},
+		{name: "window bits out of range", offer: []string{"permessage-deflate"},
+			answer: "permessage-deflate; server_no_context_takeover; server_max_window_bits=7", upstream: "permessage-deflate; server_no_context_takeover", status: 502},
+		{name: "duplicate parameters", offer: []string{"permessage-deflate"},
+			answer: "permessage-deflate; server_no_context_takeover; server_no_context_takeover", upstream: "permessage-deflate; server_no_context_takeover", status: 502},
+		{name: "client offer with window bits out of range is declined", offer: []string{"permessage-deflate; server_max_window_bits=16"},
+			upstream: "", status: 101},
+		{name: "client offer with a duplicate parameter is declined", offer: []string{"permessage-deflate; client_max_window_bits; client_max_window_bits"},
+			upstream: "", status: 101},
+		{name: "two offers, the upstream picks the second", route: "{context_takeover: true}",
+			offer:    []string{"permessage-deflate; server_max_window_bits=10, permessage-deflate"},
+			answer:   "permessage-deflate",
+			upstream: "permessage-deflate; server_max_window_bits=10, permessage-deflate", status: 101,
+			toClient: "permessage-deflate"},
+		{name: "enabled: false", route: "{enabled: false}", offer: []string{"permessage-deflate"},
+			answer: "", upstream: "", status: 101},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			up, ch := deflateUpstream(t, tc.answer)
+			var kv []string
+			if tc.route != "" {
+				kv = []string{"permessage_deflate", tc.route}
+			}
+			gw := startGateway(t, relayYAML(up.URL, kv...))
+			var extra []string
+			for _, o := range tc.offer {
+				extra = append(extra, "Sec-WebSocket-Extensions: "+o)
+			}
+			a := wstest.MustHandshake(t, gw.Addr, "", nil, extra...)
+			if a.Status() != tc.status {
+				t.Fatalf("status %d (%s), want %d", a.Status(), a.Body, tc.status)
+			}
+			r := up.only(t)
+			if got := strings.Join(r.Header["Sec-Websocket-Extensions"], ", "); got != tc.upstream {
+				t.Errorf("upstream offered %q, want %q", got, tc.upstream)
+			}
+			if tc.status != 101 {
+				if !strings.Contains(a.Body, "extension") {
+					t.Errorf("502 body %q does not name the extension", a.Body)
+				}
+				return
+			}
+			if got := a.Resp.Header.Get("Sec-WebSocket-Extensions"); got != tc.toClient {
+				t.Errorf("client 101 Sec-WebSocket-Extensions = %q, want %q", got, tc.toClient)
+			}
+			u := recvPeer(t, ch)
+			c := a.Peer
+			c.Rsv, u.Rsv = frame.Rsv1, frame.Rsv1
+			// Negotiated or not, RSV1 is legal only when it was.
+			sendRsv(c, true, frame.OpText, frame.Rsv1, deflateMsg(t, []byte("hello")))
+			if tc.toClient != "" {
+				if f := u.Next(); f.Rsv != frame.Rsv1 {
+					t.Fatalf("upstream got %v", f)
+				}
+				c.SendClose(1000, "")
+				u.ExpectClose(1000, "")
+				return
+			}
+			code, _, _ := u.ReadClose()
+			u.SendClose(frame.CloseCode(code), "")
+			if code, _, _ := c.ReadClose(); code != 1002 {
+				t.Errorf("RSV1 without compression negotiated: client got %d, want 1002", code)
+			}
+		})
+	}
+}
