@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -164,31 +165,8 @@ func interopMessages() (msgs [][]byte, types []int, total int64) {
 // ends (it compresses without context takeover).
 func TestDeflateGorilla(t *testing.T) {
 	t.Parallel()
-	upTap := &wireTap{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	upg := websocket.Upgrader{EnableCompression: true}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := upg.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			op, p, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(op, p); err != nil {
-				return
-			}
-		}
-	})}
-	go func() { _ = srv.Serve(tapListener{ln, upTap}) }()
-	t.Cleanup(func() { srv.Close() })
-	gw := startGateway(t, relayYAML("ws://"+ln.Addr().String(), "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
+	upURL, upTap := newDeflateGorillaUpstream(t)
+	gw := startGateway(t, relayYAML(upURL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))
 
 	clTap := &wireTap{}
 	d := websocket.Dialer{EnableCompression: true, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -244,32 +222,8 @@ func TestDeflateCoder(t *testing.T) {
 	} {
 		t.Run(tc.takeover, func(t *testing.T) {
 			t.Parallel()
-			upTap := &wireTap{}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				c, err := coder.Accept(w, r, &coder.AcceptOptions{CompressionMode: tc.mode, CompressionThreshold: 1})
-				if err != nil {
-					return
-				}
-				defer c.CloseNow()
-				c.SetReadLimit(1 << 20)
-				ctx := r.Context()
-				for {
-					typ, p, err := c.Read(ctx)
-					if err != nil {
-						return
-					}
-					if err := coderWrite(ctx, c, typ, p); err != nil {
-						return
-					}
-				}
-			})}
-			go func() { _ = srv.Serve(tapListener{ln, upTap}) }()
-			t.Cleanup(func() { srv.Close() })
-			gw := startGateway(t, relayYAML("ws://"+ln.Addr().String(), "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB",
+			upURL, upTap := newDeflateCoderUpstream(t, tc.mode)
+			gw := startGateway(t, relayYAML(upURL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB",
 				"permessage_deflate", "{context_takeover: "+tc.takeover+"}"))
 
 			clTap := &wireTap{}
@@ -330,4 +284,123 @@ func coderWrite(ctx context.Context, c *coder.Conn, typ coder.MessageType, m []b
 		rest = rest[n:]
 	}
 	return w.Close()
+}
+
+// newDeflateGorillaUpstream is an echo upstream served by gorilla/websocket
+// with EnableCompression, behind a wire tap of what it reads.
+func newDeflateGorillaUpstream(t testing.TB) (string, *wireTap) {
+	t.Helper()
+	upg := websocket.Upgrader{EnableCompression: true, CheckOrigin: func(*http.Request) bool { return true }}
+	return serveTapped(t, func(w http.ResponseWriter, r *http.Request) {
+		c, err := upg.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetReadLimit(1 << 20)
+		for {
+			op, p, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(op, p); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// newDeflateCoderUpstream is an echo upstream served by coder/websocket in
+// mode (compressing every message), behind a wire tap.
+func newDeflateCoderUpstream(t testing.TB, mode coder.CompressionMode) (string, *wireTap) {
+	t.Helper()
+	return serveTapped(t, func(w http.ResponseWriter, r *http.Request) {
+		c, err := coder.Accept(w, r, &coder.AcceptOptions{CompressionMode: mode, CompressionThreshold: 1, InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		ctx := r.Context()
+		for {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if err := coderWrite(ctx, c, typ, p); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// serveTapped serves h on 127.0.0.1 behind a wire tap; it returns the ws:// URL.
+func serveTapped(t testing.TB, h http.HandlerFunc) (string, *wireTap) {
+	t.Helper()
+	tap := &wireTap{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(tapListener{ln, tap}) }()
+	t.Cleanup(func() { srv.Close() })
+	return "ws://" + ln.Addr().String(), tap
+}
+
+// tapProxy forwards TCP connections to target and taps what target sends
+// back: the frames a client that is not a Go program receives.
+func tapProxy(t testing.TB, target string) (string, *wireTap) {
+	t.Helper()
+	tap := &wireTap{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			tu := tap.wrap(u)
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(tu, c)
+				_ = u.(*net.TCPConn).CloseWrite()
+			}()
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(c, tu)
+				c.Close()
+				u.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String(), tap
+}
+
+// inflatedSeries is what the gateway's metrics say of route's compressed
+// messages and their inflated bytes: [0] client to upstream, [1] back.
+func inflatedSeries(t testing.TB, gw *testGateway, route string) (messages, bytes [2]float64) {
+	t.Helper()
+	s := series(t, gw)
+	for i, dir := range []string{"client_to_upstream", "upstream_to_client"} {
+		messages[i] = s[seriesKey("wsgate_compressed_messages_total", "route", route, "direction", dir)]
+		bytes[i] = s[seriesKey("wsgate_inflated_bytes_total", "route", route, "direction", dir)]
+	}
+	return messages, bytes
 }
