@@ -196,6 +196,11 @@ func TestDeflateRelayedAsSent(t *testing.T) {
 // series returns the gateway's wsgate_* series, as wsgateSeries names them.
 func series(t testing.TB, gw *testGateway) map[string]float64 {
 	t.Helper()
+	return seriesOf(t, gw.Gateway)
+}
+
+func seriesOf(t testing.TB, gw *Gateway) map[string]float64 {
+	t.Helper()
 	list, err := gw.metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
