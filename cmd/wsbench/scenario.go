@@ -30,6 +30,7 @@ type options struct {
 	Settle   time.Duration // idle-mem: wait after opening, before reading RSS
 	PIDs     []int         // the gateway's processes (their descendants too)
 	Sources  int           // source addresses 127.0.0.2… to spread over; <=1: the default
+	Deflate  string        // permessage-deflate: off, no_context_takeover, context_takeover (deflate.go)
 	TLS      *tls.Config   // for wss:// URLs; nil: verify against the system roots
 }
 
@@ -78,6 +79,7 @@ type scenario struct {
 	run func(ctx context.Context, o options) (*result, error)
 	// defaults
 	conns, inflight, size int
+	deflate               string
 }
 
 var scenarios = map[string]scenario{
@@ -86,6 +88,9 @@ var scenarios = map[string]scenario{
 	"stream-large":   {run: runStream, conns: 4, size: 1 << 20},
 	"handshake-rate": {run: runHandshake, conns: 16, size: 16},
 	"idle-mem":       {run: runIdle, conns: 64, size: 16},
+	// echo-small with compression: 1 KiB JSON-like text compressing about
+	// 4:1, without context takeover (deflate.go).
+	"echo-deflate": {run: runEcho, conns: 64, inflight: 1, size: 1024, deflate: deflateNoTakeover},
 }
 
 // errs counts errors and keeps the first one.
@@ -192,6 +197,9 @@ func openConns(ctx context.Context, o options, path string) (conns []*conn, stop
 	if err != nil {
 		return nil, nil, err
 	}
+	if cl.deflate, err = deflateOffer(o.Deflate); err != nil {
+		return nil, nil, err
+	}
 	if conns, err = dialAll(ctx, cl, path, o.Conns); err != nil {
 		return nil, nil, err
 	}
@@ -259,7 +267,7 @@ func runEcho(ctx context.Context, o options) (*result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := echoWorker(c, o.Inflight, textPayload(o.Size, i), winStart, winEnd, hists[i])
+			n, err := echoWorker(c, o.Inflight, messagePayload(o, i), winStart, winEnd, hists[i])
 			counts[i] = n
 			if err != nil {
 				e.add(err)
@@ -305,7 +313,7 @@ func echoWorker(c *conn, inflight int, payload []byte, winStart, winEnd time.Tim
 	fill := func(now time.Time) error {
 		wbuf = wbuf[:0]
 		for out < inflight {
-			wbuf = appendMasked(wbuf, frame.OpText, payload)
+			wbuf = c.appendData(wbuf, payload)
 			sent[tail] = now
 			tail = (tail + 1) % inflight
 			out++
@@ -540,6 +548,9 @@ func runIdle(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cl.deflate, err = deflateOffer(o.Deflate); err != nil {
+		return nil, err
+	}
 	pids := tree(o.PIDs)
 	r := &result{Sessions: o.Sessions}
 	r.RSSBeforeKiB = rssKiB(pids)
@@ -562,7 +573,7 @@ func runIdle(ctx context.Context, o options) (*result, error) {
 		dialWG.Add(1)
 		go func() {
 			defer dialWG.Done()
-			payload := textPayload(o.Size, i)
+			payload := messagePayload(o, i)
 			for next.Add(1) <= int64(o.Sessions) && ctx.Err() == nil {
 				dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				c, err := cl.dial(dctx, "/echo")
@@ -572,7 +583,7 @@ func runIdle(ctx context.Context, o options) (*result, error) {
 					continue
 				}
 				_ = c.nc.SetDeadline(time.Now().Add(10 * time.Second))
-				err = c.send(frame.OpText, payload)
+				err = c.sendData(payload)
 				if err == nil {
 					_, _, _, err = c.readMessage()
 				}
