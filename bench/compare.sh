@@ -19,7 +19,8 @@
 #   BUDGET [22m]   no extra round after this   NOISE [0.10]  discard threshold
 #   SESSIONS [9000] idle-mem sessions          SETTLE [5s]   idle-mem settle time
 #   QUIET_WAIT [5s] before each run, wait up to this for 0.5 s under NOISE
-#   SCENARIOS [all five]  TARGETS [wsgate,wsgate-tls,nginx,haproxy,caddy,direct]
+#   SCENARIOS [all six: echo-small, echo-pipelined, stream-large, handshake-rate,
+#                  idle-mem, echo-deflate]  TARGETS [wsgate,wsgate-tls,nginx,haproxy,caddy,direct]
 #   TLS_SCENARIOS [idle-mem] what wsgate-tls runs, among SCENARIOS
 #   OUT [unset]    write the report, chart and runs there instead of the repo
 set -euo pipefail
@@ -83,5 +84,5 @@ done
 	-duration "${DURATION:-5s}" -warmup "${WARMUP:-1s}" \
 	-rounds "${ROUNDS:-5}" -max-rounds "${MAX_ROUNDS:-$((${ROUNDS:-5} + 2))}" -budget "${BUDGET:-22m}" \
 	-noise "${NOISE:-0.10}" -quiet-wait "${QUIET_WAIT:-5s}" -sessions "${SESSIONS:-9000}" -settle "${SETTLE:-5s}" \
-	-scenarios "${SCENARIOS:-echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem}" \
+	-scenarios "${SCENARIOS:-echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem,echo-deflate}" \
 	-targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-idle-mem}" -command "$cmdline"
