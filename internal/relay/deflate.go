@@ -370,14 +370,17 @@ func (w *inflater) abandon() {
 // saveDict returns the dictionary for the sender's next message: the last
 // window bytes of everything inflated so far, that is of dict followed by
 // this message's output (the last min(size, ringSize) bytes of which are
-// in the ring, ending at pos). d keeps its storage: one allocation per
-// session and direction, on its first compressed message.
+// in the ring, ending at pos). d grows (doubling) up to window as output
+// accumulates, so a session that exchanged little holds little; once
+// grown, it is reused: no allocation per message.
 func (w *inflater) saveDict(d []byte, window int) []byte {
 	c := w.inflCore
-	if d == nil {
-		d = make([]byte, 0, window)
-	}
 	n := int(min(c.size, int64(window)))
+	if need := min(len(d)+n, window); cap(d) < need {
+		grown := make([]byte, len(d), min(max(need, 2*cap(d), 512), window))
+		copy(grown, d)
+		d = grown
+	}
 	if keep := window - n; len(d) > keep {
 		d = d[:copy(d, d[len(d)-keep:])]
 	}

@@ -126,6 +126,7 @@ func TestInflaterFootprint(t *testing.T) {
 				zs[i] = compressMsg(t, c.msg)
 			}
 			runtime.GC()
+			runtime.GC()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			ws := make([]*inflater, n)
@@ -140,8 +141,10 @@ func TestInflaterFootprint(t *testing.T) {
 				ws[i] = w
 			}
 			runtime.GC()
+			runtime.GC()
 			runtime.ReadMemStats(&after)
 			heap := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+			t.Logf("heap %d -> %d, allocated %d per inflater", before.HeapAlloc, after.HeapAlloc, (after.TotalAlloc-before.TotalAlloc)/n)
 			stack := (int64(after.StackInuse) - int64(before.StackInuse)) / n
 			t.Logf("%s: %d KiB heap + %d KiB stack per inflater", impl.name, heap>>10, stack>>10)
 			if heap+stack > 160<<10 {
