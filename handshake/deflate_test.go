@@ -2,10 +2,14 @@ package handshake
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDeflate(t *testing.T) {
@@ -221,4 +225,52 @@ func FuzzParseDeflate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDialDeflate: DialDeflate sends the offer as one
+// Sec-WebSocket-Extensions line and returns the accepted response; an
+// answer that accepts none of the offers fails with ErrBadExtension and
+// closes the connection.
+func TestDialDeflate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		answer string // "" = no Sec-WebSocket-Extensions
+		on     bool
+		want   error
+	}{
+		{"", false, nil},
+		{"permessage-deflate; server_no_context_takeover", true, nil},
+		{"permessage-deflate", false, ErrBadExtension},
+		{"permessage-deflate; server_no_context_takeover; client_max_window_bits=10", false, ErrBadExtension},
+		{"x-other", false, ErrBadExtension},
+	} {
+		heads := make(chan http.Header, 1)
+		u := newRawUpstream(t, func(c net.Conn, req *http.Request) {
+			heads <- req.Header.Clone()
+			resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+				AcceptKey(req.Header.Get("Sec-WebSocket-Key")) + "\r\n"
+			if tc.answer != "" {
+				resp += "Sec-WebSocket-Extensions: " + tc.answer + "\r\n"
+			}
+			c.Write([]byte(resp + "\r\n"))
+			io.Copy(io.Discard, c)
+		})
+		offer := OfferDeflate([]string{"permessage-deflate"}, false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		up, err := (&Dialer{}).DialDeflate(ctx, u.url("/"), nil, nil, offer)
+		cancel()
+		if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+			t.Fatalf("answer %q: err %v, want %v", tc.answer, err, tc.want)
+		}
+		if err != nil {
+			continue
+		}
+		up.Conn.Close()
+		if e := (<-heads)["Sec-Websocket-Extensions"]; len(e) != 1 || e[0] != "permessage-deflate; server_no_context_takeover" {
+			t.Errorf("offer sent: %q", e)
+		}
+		if up.DeflateOn != tc.on || (tc.on && up.Deflate != (Deflate{ServerNoContextTakeover: true})) {
+			t.Errorf("answer %q: DeflateOn %v, Deflate %+v", tc.answer, up.DeflateOn, up.Deflate)
+		}
+	}
 }
