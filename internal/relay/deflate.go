@@ -171,13 +171,20 @@ type inflater struct {
 	*inflCore
 	next func() (int, bool)
 	stop func()
+	// The memory: the decoder (its window and tables) and the output ring.
+	// The coroutine holds them only while a message is in flight, so that
+	// when the pool drops an idle inflater they are freed in that same
+	// collection, not after its coroutine has been stopped.
+	fr   io.ReadCloser // also a flate.Resetter
+	ring [ringSize]byte
 }
 
 // inflCore is the coroutine's side of an inflater. It is referenced by the
 // coroutine, never the other way round, so that a pooled inflater that the
 // GC drops can be found unreachable and its coroutine stopped (AddCleanup).
 type inflCore struct {
-	fr    io.ReadCloser // the decoder; also a flate.Resetter
+	fr    io.ReadCloser // inflater.fr while a message is in flight
+	ring  []byte        // inflater.ring likewise
 	yield func(int) bool
 
 	// Input: what the decoder may read now.
@@ -194,7 +201,6 @@ type inflCore struct {
 	pos  int   // next write in ring
 	utf8 frame.UTF8
 	busy bool // the coroutine is inside a message
-	ring [ringSize]byte
 }
 
 var inflaterPool = sync.Pool{New: func() any { return newInflater() }}
@@ -209,8 +215,7 @@ var newFlateReader = func(r io.Reader) io.ReadCloser { return flate.NewReader(r)
 
 func newInflater() *inflater {
 	c := &inflCore{}
-	c.fr = newFlateReader(c)
-	w := &inflater{inflCore: c}
+	w := &inflater{inflCore: c, fr: newFlateReader(c)}
 	w.next, w.stop = iter.Pull(iter.Seq[int](c.run))
 	// sync.Pool drops what it holds at GC time: stop the coroutine then,
 	// or it would wait for a resume forever.
@@ -228,6 +233,7 @@ func (c *inflCore) run(yield func(int) bool) {
 		c.busy = true
 		st := c.inflate()
 		c.busy = false
+		c.fr, c.ring = nil, nil
 		if !yield(st) {
 			return
 		}
@@ -322,6 +328,7 @@ func (c *inflCore) fill() error {
 // whether it must be UTF-8 once inflated, max the cap on its inflated size.
 func (w *inflater) begin(dict []byte, text bool, max int64) {
 	c := w.inflCore
+	c.fr, c.ring = w.fr, w.ring[:]
 	c.dict, c.text, c.max = dict, text, max
 	c.size, c.pos = 0, 0
 	c.utf8.Reset()
@@ -385,9 +392,9 @@ func (w *inflater) saveDict(d []byte, window int) []byte {
 		d = d[:copy(d, d[len(d)-keep:])]
 	}
 	if start := c.pos - n; start >= 0 {
-		return append(d, c.ring[start:c.pos]...)
+		return append(d, w.ring[start:c.pos]...)
 	} else {
-		d = append(d, c.ring[len(c.ring)+start:]...)
+		d = append(d, w.ring[len(w.ring)+start:]...)
 	}
-	return append(d, c.ring[:c.pos]...)
+	return append(d, w.ring[:c.pos]...)
 }

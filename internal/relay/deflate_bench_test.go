@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	kflate "github.com/klauspost/compress/flate"
@@ -99,17 +100,32 @@ func BenchmarkInflate(b *testing.B) {
 				z := compressMsg(b, c.msg)
 				b.ReportAllocs()
 				b.SetBytes(int64(len(c.msg)))
-				b.ReportMetric(float64(len(c.msg))/float64(len(z)), "ratio")
+				cpu0 := processCPU()
+				n := 0
 				for b.Loop() {
 					w.begin(nil, c.text, 1<<30)
 					done, err := w.feed(z, true)
 					if !done || err != nil || w.size != int64(len(c.msg)) {
 						b.Fatalf("done %v, err %v, size %d", done, err, w.size)
 					}
+					n++
 				}
+				// CPU time, not wall time: on a shared machine it is what
+				// stays comparable between implementations.
+				cpu := float64(processCPU()-cpu0) / float64(n)
+				b.ReportMetric(cpu, "cpu-ns/op")
+				b.ReportMetric(cpu/1e6*float64(1<<20)/float64(len(c.msg)), "cpu-ms/MiB")
+				b.ReportMetric(float64(len(c.msg))/float64(len(z)), "ratio")
 			})
 		}
 	}
+}
+
+// processCPU is the process's user+system CPU time in nanoseconds.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // TestInflaterFootprint reports the heap one pooled inflater holds (its
