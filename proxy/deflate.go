@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync"
+
 	"wsgate/handshake"
 	"wsgate/internal/config"
 	"wsgate/internal/relay"
@@ -17,6 +19,20 @@ func deflateOffer(p config.Deflate, req handshake.Request) *handshake.DeflateOff
 		return nil
 	}
 	return handshake.OfferDeflate(req.Extensions, p.ContextTakeover)
+}
+
+// compressionNames interns the access log's compression field: every
+// session with the same parameters shares one string (the parameters take
+// a few hundred values at most), so a compressed session costs no more
+// memory than another.
+var compressionNames sync.Map // handshake.Deflate -> string
+
+func compressionName(d handshake.Deflate) string {
+	if v, ok := compressionNames.Load(d); ok {
+		return v.(string)
+	}
+	v, _ := compressionNames.LoadOrStore(d, d.String())
+	return v.(string)
 }
 
 // negotiated is the response for the client's 101 (nil: no compression)

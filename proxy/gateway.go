@@ -265,7 +265,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Attach(conn, br, up.Conn, up.Reader, g.poll)
 	s.SetLimits(rl.forSession(key))
 	if ext != nil {
-		s.Compression = ext.String()
+		s.Compression = compressionName(*ext)
 		s.SetDeflate(dfl)
 	}
 	access := snap.cfg.Log.Access

@@ -53,8 +53,10 @@ type Deflate struct {
 func (s *Session) SetDeflate(d Deflate) {
 	s.c.rules.AllowRsv |= frame.Rsv1
 	s.u.rules.AllowRsv |= frame.Rsv1
-	s.c.dfl = newInflState(d.ClientTakeover, d.ClientWindowBits)
-	s.u.dfl = newInflState(d.UpstreamTakeover, d.UpstreamWindowBits)
+	both := new([2]inflState) // one allocation per session
+	s.c.dfl, s.u.dfl = &both[0], &both[1]
+	s.c.dfl.init(d.ClientTakeover, d.ClientWindowBits)
+	s.u.dfl.init(d.UpstreamTakeover, d.UpstreamWindowBits)
 }
 
 // Inflated is what was inflated of the messages read from side d so far:
@@ -80,11 +82,11 @@ type inflState struct {
 	messages, bytes atomic.Int64
 }
 
-func newInflState(takeover bool, bits int) *inflState {
+func (st *inflState) init(takeover bool, bits int) {
 	if bits == 0 {
 		bits = 15
 	}
-	return &inflState{takeover: takeover, window: 1 << bits}
+	st.takeover, st.window = takeover, 1<<bits
 }
 
 // inflatePayload is relayPayload for a compressed message: p (src's
