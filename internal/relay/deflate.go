@@ -207,8 +207,23 @@ type inflCore struct {
 
 var inflaterPool = sync.Pool{New: func() any { return newInflater() }}
 
-func getInflater() *inflater  { return inflaterPool.Get().(*inflater) }
-func putInflater(w *inflater) { inflaterPool.Put(w) }
+// inflatersOut counts the inflaters sessions hold: one per compressed
+// message in flight.
+var inflatersOut atomic.Int64
+
+func getInflater() *inflater {
+	inflatersOut.Add(1)
+	return inflaterPool.Get().(*inflater)
+}
+
+func putInflater(w *inflater) {
+	inflaterPool.Put(w)
+	inflatersOut.Add(-1)
+}
+
+// InflatersInUse is how many inflaters sessions hold now: one per
+// compressed message in flight, none for a session between messages.
+func InflatersInUse() int64 { return inflatersOut.Load() }
 
 // newFlateReader makes an inflater's decoder. klauspost/compress's flate
 // measured faster than compress/flate on every message kind and, unlike
