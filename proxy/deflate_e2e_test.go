@@ -467,3 +467,39 @@ func TestDeflateNegotiationE2E(t *testing.T) {
 		})
 	}
 }
+
+// TestDeflateGatewayFramesUncompressed: what the gateway sends of its own
+// on a compressed session (keepalive pings, Close frames) never has RSV1.
+func TestDeflateGatewayFramesUncompressed(t *testing.T) {
+	t.Parallel()
+	_, c, u := deflatePair(t, noTakeover, "ping_interval", "100ms", "pong_timeout", "2s")
+	for _, p := range []*wstest.Peer{c, u} {
+		for {
+			f := p.Next()
+			if f.Opcode != frame.OpPing {
+				continue
+			}
+			if f.Rsv != 0 {
+				t.Fatalf("%s: the gateway's ping has RSV %d", p.Role(), f.Rsv)
+			}
+			break
+		}
+	}
+	// A violation makes the gateway close both sides itself.
+	sendRsv(c, true, frame.OpBinary, frame.Rsv1, []byte{0xff, 0xff})
+	for _, p := range []*wstest.Peer{u, c} {
+		for {
+			f := p.Next()
+			if f.Opcode != frame.OpClose {
+				continue
+			}
+			if f.Rsv != 0 {
+				t.Fatalf("%s: the gateway's Close has RSV %d", p.Role(), f.Rsv)
+			}
+			if p == u {
+				u.SendClose(1001, "")
+			}
+			break
+		}
+	}
+}
