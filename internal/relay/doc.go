@@ -26,7 +26,7 @@
 // With permessage-deflate negotiated (SetDeflate; deflate.go), compressed
 // messages are relayed as they arrived and inflated on the way only to be
 // checked; an inflater is held only while a compressed message is in
-// flight, so parking finds none to give up.
+// flight (across a park between its fragments too), none between messages.
 //
 // A leg quiet for ParkAfter parks at a frame boundary (park.go): its read
 // buffer goes back to the pool, the gateway's Poller watches its descriptor,
