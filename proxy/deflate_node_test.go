@@ -4,7 +4,10 @@ package proxy
 // (test/node/deflate.mjs), checked on the wire at both ends.
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	coder "github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 )
 
 func TestDeflateNode(t *testing.T) {
@@ -76,4 +80,134 @@ func TestDeflateNode(t *testing.T) {
 			checkWire(t, "upstream -> client", clTap, messages, int64(inflated[1]))
 		})
 	}
+}
+
+// TestDeflateNodeServer: Node's ws as the upstream, with perMessageDeflate
+// (test/node/deflate-server.mjs), behind the gateway; gorilla (no context
+// takeover) and coder (context takeover) as clients.
+func TestDeflateNodeServer(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join("..", "test", "node")
+	node, err := exec.LookPath("node")
+	if err != nil || !fileExists(filepath.Join(dir, "node_modules", "ws", "package.json")) {
+		if os.Getenv("CI") != "" {
+			t.Fatal("node or test/node/node_modules/ws is missing (CI installs them: cd test/node && npm ci)")
+		}
+		t.Skip("node or test/node/node_modules/ws is missing: install node and run `cd test/node && npm ci`")
+	}
+	for _, takeover := range []bool{false, true} {
+		name := "no_context_takeover"
+		if takeover {
+			name = "context_takeover"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"deflate-server.mjs"}
+			if takeover {
+				args = append(args, "takeover")
+			}
+			cmd := exec.Command(node, args...)
+			cmd.Dir = dir
+			stdin, _ := cmd.StdinPipe()
+			stdout, _ := cmd.StdoutPipe()
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				stdin.Close() // the server exits when its input closes
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
+					_ = cmd.Process.Kill()
+					<-done
+				}
+			})
+			port := make(chan string, 1)
+			go func() {
+				sc := bufio.NewScanner(stdout)
+				for sc.Scan() {
+					if p, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+						port <- p
+					}
+				}
+			}()
+			var upURL string
+			select {
+			case p := <-port:
+				upURL = "ws://127.0.0.1:" + p
+			case <-time.After(10 * time.Second):
+				t.Fatal("the node server did not start")
+			}
+			kv := []string{"max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"}
+			if takeover {
+				kv = append(kv, "permessage_deflate", "{context_takeover: true}")
+			}
+			gw := startGateway(t, relayYAML(upURL, kv...))
+			msgs, types, _ := interopMessages()
+			addr, clTap := tapProxy(t, gw.Addr)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if takeover {
+				c, _, err := coder.Dial(ctx, "ws://"+addr+"/n", &coder.DialOptions{CompressionMode: coder.CompressionContextTakeover, CompressionThreshold: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.CloseNow()
+				c.SetReadLimit(1 << 20)
+				for i, m := range msgs {
+					typ := coder.MessageText
+					if types[i] == websocket.BinaryMessage {
+						typ = coder.MessageBinary
+					}
+					if err := coderWrite(ctx, c, typ, m); err != nil {
+						t.Fatal(err)
+					}
+					if gt, p, err := c.Read(ctx); err != nil || gt != typ || !bytes.Equal(p, m) {
+						t.Fatalf("echo %d: %v, %d bytes, %v", i, gt, len(p), err)
+					}
+				}
+				if err := c.Close(coder.StatusNormalClosure, "bye"); err != nil {
+					t.Fatalf("close: %v", err)
+				}
+			} else {
+				d := websocket.Dialer{EnableCompression: true}
+				c, _, err := d.DialContext(ctx, "ws://"+addr+"/n", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(relayIO))
+				for i, m := range msgs {
+					if err := c.WriteMessage(types[i], m); err != nil {
+						t.Fatal(err)
+					}
+					if op, p, err := c.ReadMessage(); err != nil || op != types[i] || !bytes.Equal(p, m) {
+						t.Fatalf("echo %d: op %d, %d bytes, %v", i, op, len(p), err)
+					}
+				}
+				_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"))
+				if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 1000) {
+					t.Fatalf("close: %v", err)
+				}
+			}
+			m := sessionLog(t, gw, 1)
+			if m["reason"] != "normal" || !strings.HasPrefix(fmt.Sprint(m["compression"]), "permessage-deflate") {
+				t.Errorf("access log: %v", m)
+			}
+			n := float64(len(msgs))
+			c, inflated := inflatedSeries(t, gw, "relay")
+			if c != [2]float64{n, n} {
+				t.Errorf("compressed messages %v, want %v each way", c, n)
+			}
+			checkWire(t, "upstream -> client", clTap, len(msgs), int64(inflated[1]))
+		})
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
