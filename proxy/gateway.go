@@ -23,6 +23,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/auth"
 	"wsgate/internal/balance"
 	"wsgate/internal/config"
 	"wsgate/internal/echo"
@@ -61,6 +62,12 @@ type Gateway struct {
 	// relayHooks); nil in production.
 	hooks atomic.Pointer[relay.Hooks]
 	poll  *relay.Poller // parked legs; nil where legs do not park
+	// streams is done when the gateway starts to shut down: event streams
+	// proxied for http: proxy routes end then, since they would never end
+	// by themselves within shutdown_grace (http.go).
+	streams     context.Context
+	stopStreams context.CancelFunc
+	auth        authState // JWK Sets and auth HTTP clients (auth.go)
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -79,12 +86,16 @@ type routeState struct {
 	dialer   *handshake.Dialer
 	echo     *handshake.Dialer // for builtin:echo upstreams
 	session  relay.Config
-	limits   *routeLimits // set by provision
+	limits   *routeLimits    // set by provision
+	http     *httpProxy      // http: proxy routes; nil otherwise
+	sticky   *balance.Sticky // balance: cookie routes; nil otherwise
+	auth     *auth.Auth      // set by provision; nil: no auth
 }
 
 // New builds a gateway for cfg.
 func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log}
+	g.streams, g.stopStreams = context.WithCancel(context.Background())
 	g.gate.Log = log
 	g.gate.Rejected = g.listenerRejected
 	g.reg.init()
@@ -149,6 +160,10 @@ func buildRoute(cfg *config.Config, r *config.Route) (*routeState, error) {
 	}
 	rs.dialer = &handshake.Dialer{TLSConfig: tlsCfg}
 	rs.echo = &handshake.Dialer{NetDialContext: echo.Dial}
+	if r.HTTP == config.HTTPProxy {
+		rs.http = newHTTPProxy(rs, tlsCfg)
+	}
+	rs.setSticky()
 	set := r.Settings
 	rs.session = relay.Config{
 		PingInterval: set.PingInterval,
@@ -186,6 +201,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rs := snap.routes[idx]
+	if rs.http != nil && !isUpgrade(r) {
+		g.serveHTTP(w, r, snap, rs)
+		return
+	}
 	req, rej := handshake.Check(r)
 	if rej != nil {
 		g.reject(w, r, rs.cfg.Name, rej)
@@ -217,6 +236,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	au, ok := g.authenticate(w, r, rs, client, &req.Protocols)
+	if !ok {
+		return
+	}
 	if !rl.conns.Acquire(key, rl.cfg.ConnectionsPerIP) {
 		rl.hits.conns.Inc()
 		g.refuse(w, r, rs.cfg.Name, http.StatusTooManyRequests, "too many connections from this address")
@@ -242,15 +265,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rl.conns.Release(key)
 	}
 
+	stuck := ""
+	if rs.sticky != nil {
+		stuck = rs.stuckValue(r)
+	}
 	offer := deflateOffer(rs.cfg.Settings.PermessageDeflate, req) // deflate.go
-	up, b, err := g.dialUpstream(r, rs, req, client, offer)
+	up, b, err := g.dialUpstream(r, rs, req, client, stuck, offer)
 	if err != nil {
 		release()
 		g.upstreamFailed(w, r, rs.cfg.Name, err)
 		return
 	}
 	ext, dfl := negotiated(offer, up) // deflate.go
-	conn, br, err := handshake.UpgradeDeflate(w, req, up.Protocol, ext, cookies(up.Header))
+	conn, br, err := handshake.UpgradeDeflate(w, req, up.Protocol, ext, cookies(up.Header, rs.stickyCookie(b, stuck, r.TLS != nil)))
 	if err != nil {
 		release()
 		up.Conn.Close()
@@ -262,6 +289,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := relay.New(rs.session)
 	s.Hooks = g.hooks.Load()
 	s.Route, s.Client, s.Upstream, s.Protocol = rs.cfg.Name, client.String(), b.Key, up.Protocol
+	s.User = au.user
+	s.SetExpiry(au.expires)
 	s.Attach(conn, br, up.Conn, up.Reader, g.poll)
 	s.SetLimits(rl.forSession(key))
 	if ext != nil {
@@ -298,7 +327,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // most maxAttempts of them. A non-101 answer or a bad 101 ends the attempt at
 // once (it is the upstream's answer, not a failure to reach it). On success
 // the returned backend has been Acquired; the caller Releases it.
-func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr, offer *handshake.DeflateOffer) (*handshake.Upstream, *balance.Backend, error) {
+func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr, stuck string, offer *handshake.DeflateOffer) (*handshake.Upstream, *balance.Backend, error) {
 	hdr := upstreamHeader(r, rs.cfg, g.snap.Load().cfg.Server.TrustedProxies)
 	protos := req.Protocols
 	if len(rs.cfg.Subprotocols) > 0 {
@@ -314,7 +343,7 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 		reqPath = route.StripPrefix(reqPath, rs.cfg.Path)
 	}
 	var cands [maxAttempts]*balance.Backend
-	list := rs.pool.Candidates(cands[:0], client.String(), time.Now(), maxAttempts)
+	list := rs.candidates(cands[:0], stuck, client, time.Now())
 	if len(list) == 0 {
 		return nil, nil, errAllDrained
 	}
@@ -455,15 +484,28 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, route string, s
 	g.reject(w, r, route, rej)
 }
 
-// cookies is the upstream's Set-Cookie, to go on the client's 101, or nil.
-// Not inlined, for the same reason as refuse.
+// cookies is the upstream's Set-Cookie and the sticky cookie (balance:
+// cookie; "" for none), to go on the client's 101, or nil. Not inlined, for
+// the same reason as refuse.
 //
 //go:noinline
-func cookies(h http.Header) http.Header {
-	if sc := h.Values("Set-Cookie"); len(sc) > 0 {
+func cookies(h http.Header, sticky string) http.Header {
+	sc := h.Values("Set-Cookie")
+	if sticky != "" {
+		sc = append(sc[:len(sc):len(sc)], sticky)
+	}
+	if len(sc) > 0 {
 		return http.Header{"Set-Cookie": sc}
 	}
 	return nil
+}
+
+// setSticky (re)builds the sticky cookie values of a balance: cookie route
+// for its pool's backends.
+func (rs *routeState) setSticky() {
+	if rs.cfg.Balance == config.Cookie {
+		rs.sticky = balance.NewSticky(stickySecret(rs.cfg), rs.pool.Backends())
+	}
 }
 
 func (g *Gateway) reject(w http.ResponseWriter, r *http.Request, route string, rej *handshake.Rejection) {
@@ -484,7 +526,7 @@ func (g *Gateway) accessLog(s *relay.Session) {
 	cf, cm, cb := s.Tally(relay.SideClient)
 	uf, um, ub := s.Tally(relay.SideUpstream)
 	e := g.log.Info().Str("event", "session").Str("route", s.Route).Str("client", s.Client).
-		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).Str("compression", s.Compression).
+		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).Str("compression", s.Compression).Str("user", s.User).
 		Time("start", s.Start()).Float64("duration", time.Since(s.Start()).Seconds()).
 		Int64("c2u_frames", cf).Int64("c2u_messages", cm).Int64("c2u_bytes", cb).
 		Int64("u2c_frames", uf).Int64("u2c_messages", um).Int64("u2c_bytes", ub)
@@ -595,6 +637,8 @@ func policyOf(b config.Balance) balance.Balance {
 		return balance.LeastConn
 	case config.IPHash:
 		return balance.IPHash
+	case config.Cookie:
+		return balance.Cookie
 	}
 	return balance.RoundRobin
 }

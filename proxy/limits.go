@@ -43,6 +43,7 @@ const limiterKeys = 1 << 16
 
 // Rate-limit kinds: the `kind` label of wsgate_rate_limited_total.
 const (
+	kindRequests      = "requests"
 	kindHandshakes    = "handshakes"
 	kindConnsPerIP    = "connections_per_ip"
 	kindMessages      = "messages"
@@ -57,6 +58,7 @@ const (
 // its rate and burst are unchanged. A changed rate starts with fresh buckets.
 type routeLimits struct {
 	cfg        config.RateLimits
+	requests   *ratelimit.Keyed // non-upgrade HTTP requests; nil: no limit
 	handshakes *ratelimit.Keyed // nil: no limit
 	perIP      *ratelimit.Keyed // messages_per_ip; nil: no limit
 	conns      *ratelimit.Counter
@@ -67,7 +69,7 @@ type routeLimits struct {
 // limitHits are a route's wsgate_rate_limited_total counters. Each is bound
 // at its first hit, so that a route that is never limited exports no series.
 type limitHits struct {
-	handshakes, conns, messages, perIP, bytes, frames limitHit
+	requests, handshakes, conns, messages, perIP, bytes, frames limitHit
 }
 
 type limitHit struct {
@@ -112,6 +114,7 @@ func (g *Gateway) provision(snap, prev *snapshot) {
 			}
 		}
 		rs.limits = g.newRouteLimits(rs, reg.m[rs.cfg.Name])
+		rs.auth = g.newAuth(rs)
 		keep[rs.cfg.Name] = rs.limits
 	}
 	// Sessions that still run on a removed route keep their own pointers.
@@ -127,12 +130,13 @@ func (g *Gateway) newRouteLimits(rs *routeState, prev *routeLimits) *routeLimits
 	if prev != nil {
 		rl.conns = prev.conns
 	}
+	rl.requests = keyedFor(cfg.Requests, prev, func(p *routeLimits) (*config.Rate, *ratelimit.Keyed) { return p.cfg.Requests, p.requests })
 	rl.handshakes = keyedFor(cfg.Handshakes, prev, func(p *routeLimits) (*config.Rate, *ratelimit.Keyed) { return p.cfg.Handshakes, p.handshakes })
 	rl.perIP = keyedFor(cfg.MessagesPerIP, prev, func(p *routeLimits) (*config.Rate, *ratelimit.Keyed) { return p.cfg.MessagesPerIP, p.perIP })
 	for _, h := range []struct {
 		h    *limitHit
 		kind string
-	}{{&rl.hits.handshakes, kindHandshakes}, {&rl.hits.conns, kindConnsPerIP}, {&rl.hits.messages, kindMessages},
+	}{{&rl.hits.requests, kindRequests}, {&rl.hits.handshakes, kindHandshakes}, {&rl.hits.conns, kindConnsPerIP}, {&rl.hits.messages, kindMessages},
 		{&rl.hits.perIP, kindMessagesPerIP}, {&rl.hits.bytes, kindBytes}, {&rl.hits.frames, kindFrames}} {
 		h.h.vec, h.h.route, h.h.kind = g.metrics.RateLimited, name, h.kind
 	}

@@ -509,6 +509,8 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 	exchange(t, gw.Addr, upgradeRequest(gw.Addr, "/nowhere"))
 	waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
 	gw.metrics.RateLimited.WithLabelValues("echo", "messages").Add(0)
+	gw.metrics.HTTPRequests.WithLabelValues("echo", "200").Add(0)
+	gw.metrics.HTTPSeconds.WithLabelValues("echo")
 	mfs := scrape(t, gw.AdminAddr)
 	for name, spec := range specMetrics {
 		mf := mfs[name]
@@ -556,6 +558,8 @@ var specMetrics = map[string]struct {
 	// README "Compression".
 	"wsgate_compressed_messages_total": {dto.MetricType_COUNTER, []string{"direction", "route"}},
 	"wsgate_inflated_bytes_total":      {dto.MetricType_COUNTER, []string{"direction", "route"}},
+	"wsgate_http_requests_total":       {dto.MetricType_COUNTER, []string{"code", "route"}},
+	"wsgate_http_request_seconds":      {dto.MetricType_HISTOGRAM, []string{"route"}},
 }
 
 // TestMetricsDashboard checks the Grafana dashboard against the metrics:
@@ -666,6 +670,7 @@ func TestMetricsDashboard(t *testing.T) {
 		"wsgate_sessions_active", "wsgate_sessions_total", "wsgate_handshake_rejected_total",
 		"wsgate_messages_total", "wsgate_bytes_total", `side="client"`, `side="upstream"`,
 		"wsgate_upstream_up", "wsgate_upstream_dial_seconds_bucket", "wsgate_rate_limited_total",
+		"wsgate_http_requests_total", "wsgate_http_request_seconds_bucket",
 	} {
 		if !strings.Contains(all, need) {
 			t.Errorf("no panel queries %s", need)
@@ -721,6 +726,7 @@ func TestAccessLogFields(t *testing.T) {
 		"upstream":              up.URL + "/ws",
 		"subprotocol":           "chat.v1",
 		"compression":           "",
+		"user":                  "", // no auth on the route
 		"c2u_frames":            6.0,
 		"c2u_messages":          float64(echoMessageCount),
 		"c2u_bytes":             float64(echoMessageBytes),

@@ -53,6 +53,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		g.reloadACME(cfg)
 	}
 	g.snap.Store(snap)
+	old.closeIdle()
 	var gone []*relay.Session
 	for _, s := range g.reg.list() {
 		rs := snap.route(s.Route)
@@ -159,6 +160,7 @@ func (rs *routeState) adopt(prev *routeState) {
 		backends = append(backends, nb)
 	}
 	rs.pool = balance.NewPool(rs.pool.Balance(), backends)
+	rs.setSticky()
 }
 
 // spreadClose sends ev's close frames to every session in list, spread evenly

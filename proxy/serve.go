@@ -57,7 +57,12 @@ func (g *Gateway) Listen() (*Listeners, error) {
 		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
+		// No TCP keepalive on accepted connections: the gateway's pings
+		// (ping_interval) find a dead client, and Go's default keepalive
+		// costs four setsockopt calls per connection (docs/relay.md
+		// "Keepalive pings and pong_timeout").
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), "tcp", l.addr)
 		if err != nil {
 			ls.Close()
 			return nil, err
@@ -71,6 +76,7 @@ func (g *Gateway) Listen() (*Listeners, error) {
 // "Graceful shutdown") and returns.
 func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	defer g.poll.Close() // after the shutdown: no session is left to park
+	defer func() { g.snap.Load().closeIdle() }()
 	cfg := g.Config()
 	var servers []*http.Server
 	// One slot per server: only the first error is received, and a
@@ -93,10 +99,16 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			TLSConfig:         tlsCfg,
 		}
 		if ws {
-			// The WebSocket listener speaks HTTP/1.1 only: RFC 6455's
-			// handshake is an HTTP/1.1 Upgrade.
+			// RFC 6455's handshake is an HTTP/1.1 Upgrade. The TLS
+			// listener also speaks HTTP/2 for the requests of http: proxy
+			// routes (README "Putting wsgate in front of an
+			// application"); its server does not advertise extended
+			// CONNECT (RFC 8441; Go's default unless GODEBUG=http2xconnect=1),
+			// so browsers open their WebSocket connections over HTTP/1.1.
+			// The plain listener offers no h2c.
 			var p http.Protocols
 			p.SetHTTP1(true)
+			p.SetHTTP2(tlsCfg != nil)
 			srv.Protocols = &p
 			// PROXY protocol, handshake_timeout, max_pending_per_ip and an
 			// exact max_header_bytes (listener.go).
@@ -247,6 +259,7 @@ func (g *Gateway) Shutdown(ctx context.Context) { g.shutdown(ctx, nil) }
 func (g *Gateway) shutdown(ctx context.Context, inflight *atomic.Int64) {
 	begun := time.Now()
 	g.draining.Store(true)
+	g.stopStreams()
 	cfg := g.Config()
 	busy := func() bool { return g.active.Load() > 0 || (inflight != nil && inflight.Load() > 0) }
 	sessions := g.reg.list()

@@ -22,12 +22,13 @@ type tlsState struct {
 }
 
 // tlsConfig builds the TLS listener's config: static certificates by SNI,
-// then ACME-managed ones; HTTP/1.1 only (RFC 6455's handshake is an
-// HTTP/1.1 Upgrade; RFC 8441's WebSockets over h2 is not offered in this
-// version), plus "acme-tls/1" for TLS-ALPN-01 challenges with tls.acme.
+// then ACME-managed ones; ALPN h2 (for HTTP requests on http: proxy
+// routes) and http/1.1 (RFC 6455's handshake is an HTTP/1.1 Upgrade; RFC
+// 8441's WebSockets over h2 is not offered in this version), plus
+// "acme-tls/1" for TLS-ALPN-01 challenges with tls.acme.
 func (g *Gateway) tlsConfig(cfg *config.Config) *tls.Config {
 	minVersion := cfg.TLS.MinVersion.Version()
-	protos := []string{"http/1.1"}
+	protos := []string{"h2", "http/1.1"}
 	if cfg.TLS.ACME != nil {
 		protos = append(protos, certs.ALPNProto)
 	}

@@ -7,6 +7,7 @@ package proxy
 import (
 	"context"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -72,47 +73,7 @@ func TestBrowserWSS(t *testing.T) {
 	page := httptest.NewServer(http.FileServer(http.Dir("../test/browser")))
 	t.Cleanup(page.Close)
 
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	defer cancel()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("host-resolver-rules", "MAP gw.test 127.0.0.1"),
-		chromedp.Flag("ignore-certificate-errors-spki-list", leaf.spki()),
-		// No UserDataDir: chromedp then makes a fresh profile directory
-		// for this browser, passes it as --user-data-dir, removes it at
-		// the end and kills every process still using it (zygote, network
-		// service).
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	var browser *os.Process
-	defer func() {
-		cancelBrowser()
-		cancelAlloc()
-		// Cancelling the allocator kills and reaps the browser; should it
-		// still run, kill it by its handle (not by a pid that may have
-		// been reused).
-		if browser != nil {
-			if err := browser.Kill(); err == nil {
-				t.Errorf("chromium (pid %d) was still running after the allocator was cancelled", browser.Pid)
-			}
-		}
-	}()
-	if err := chromedp.Do(bctx); err != nil { // starts the browser
-		t.Fatalf("start chromium: %v", err)
-	}
-	if c := chromedp.FromContext(bctx); c != nil && c.Browser != nil {
-		browser = c.Browser.Process()
-	}
+	bctx := startChromium(t, chromium, leaf)
 
 	wsURL := "wss://gw.test:" + gw.TLSPort + "/ws/room?x=1"
 	if err := chromedp.Do(bctx, chromedp.Navigate(page.URL+"/wss.html?ws="+url.QueryEscape(wsURL))); err != nil {
@@ -180,4 +141,124 @@ func TestBrowserWSS(t *testing.T) {
 
 	// The same browser with compression negotiated end to end.
 	browserDeflate(t, bctx, gw, page.URL, deflateTap)
+}
+
+// startChromium starts headless Chromium for one test: gw.test resolves to
+// 127.0.0.1 and leaf is trusted through its SPKI hash. The browser is
+// stopped (and checked to be gone) when the test ends.
+func startChromium(t *testing.T, chromium string, leaf *tlsLeaf) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("host-resolver-rules", "MAP gw.test 127.0.0.1"),
+		chromedp.Flag("ignore-certificate-errors-spki-list", leaf.spki()),
+		// No UserDataDir: chromedp then makes a fresh profile directory
+		// for this browser, passes it as --user-data-dir, removes it at
+		// the end and kills every process still using it (zygote, network
+		// service).
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	var browser *os.Process
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+		cancel()
+		// Cancelling the allocator kills and reaps the browser; should it
+		// still run, kill it by its handle (not by a pid that may have
+		// been reused).
+		if browser != nil {
+			if err := browser.Kill(); err == nil {
+				t.Errorf("chromium (pid %d) was still running after the allocator was cancelled", browser.Pid)
+			}
+		}
+	})
+	if err := chromedp.Do(bctx); err != nil { // starts the browser
+		t.Fatalf("start chromium: %v", err)
+	}
+	if c := chromedp.FromContext(bctx); c != nil && c.Browser != nil {
+		browser = c.Browser.Process()
+	}
+
+	return bctx
+}
+
+// appPage is the application page of TestBrowserAppOverH2: it opens a
+// WebSocket to its own origin, exchanges 20 messages and publishes what
+// happened as window.appResult.
+const appPage = `<!doctype html><meta charset="utf-8"><title>app</title><pre id="result"></pre><script>
+const nav = performance.getEntriesByType('navigation')[0];
+const result = { protocol: nav ? nav.nextHopProtocol : '', server: '', echoes: [], error: '' };
+const ws = new WebSocket('wss://' + location.host + '/ws/live');
+ws.onerror = () => { result.error = 'websocket error'; };
+ws.onmessage = (ev) => {
+  if (!result.server) {
+    result.server = ev.data; // the upstream's greeting
+    for (let i = 0; i < 20; i++) ws.send('message ' + i);
+    return;
+  }
+  result.echoes.push(ev.data);
+  if (result.echoes.length === 20) ws.close(1000, 'done');
+};
+ws.onclose = (ev) => {
+  result.close = ev.code;
+  document.getElementById('result').textContent = JSON.stringify(result);
+  window.appResult = result;
+};
+</script>`
+
+// appResult is what appPage publishes.
+type appResult struct {
+	Protocol string   `json:"protocol"`
+	Server   string   `json:"server"`
+	Echoes   []string `json:"echoes"`
+	Error    string   `json:"error"`
+	Close    int      `json:"close"`
+}
+
+// TestBrowserAppOverH2: headless Chromium loads an application's page over
+// https through the gateway (an http: proxy route fronting the whole app;
+// HTTP/2 negotiated on the TLS listener), and the page opens wss:// to the
+// same origin through the same route and exchanges messages.
+func TestBrowserAppOverH2(t *testing.T) {
+	chromium := chromiumPath(t)
+	ca := newTLSCA(t, "wsgate app browser test CA")
+	leaf := ca.leaf(t, "gw.test")
+	app := newAppUpstream(t, "app-1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, appPage)
+	})
+	gw := startTLSGateway(t, tlsConfigYAML([]*tlsLeaf{leaf}, "", tlsRoute("app", "/", app.URL, "http: proxy", "balance: cookie")))
+	bctx := startChromium(t, chromium, leaf)
+
+	if err := chromedp.Do(bctx, chromedp.Navigate("https://gw.test:"+gw.TLSPort+"/")); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	res, err := chromedp.Run(bctx, chromedp.Poll[appResult](`window.appResult`, chromedp.WithPollingTimeout(30*time.Second)))
+	if err != nil {
+		t.Fatalf("waiting for the page's result: %v (gateway log:\n%s)", err, gw.Logs.String())
+	}
+	if res.Protocol != "h2" {
+		t.Errorf("the page came over %q, want h2", res.Protocol)
+	}
+	if res.Error != "" || res.Server != "app-1" || res.Close != 1000 {
+		t.Fatalf("page: error %q, greeting %q, close %d", res.Error, res.Server, res.Close)
+	}
+	if len(res.Echoes) != 20 || res.Echoes[0] != "message 0" || res.Echoes[19] != "message 19" {
+		t.Errorf("echoes %q", res.Echoes)
+	}
+	waitForTLS(t, "the page's access line and the session's", func() bool {
+		return len(gw.Logs.Lines(`"event":"http"`, `"route":"app"`, `"proto":"HTTP/2.0"`, `"status":200`)) > 0 &&
+			len(gw.Logs.Lines(`"event":"session"`, `"route":"app"`, `"client_close_code":"1000"`)) > 0
+	})
 }

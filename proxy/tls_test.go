@@ -832,9 +832,11 @@ func TestTLSMinVersion(t *testing.T) {
 	}
 }
 
-// TestTLSALPN: the TLS listener speaks HTTP/1.1 only: a client offering
-// h2 and http/1.1 gets http/1.1, and the WebSocket handshake works on that
-// connection; an HTTP client that would use h2 talks HTTP/1.1.
+// TestTLSALPN: the TLS listener offers h2 and http/1.1. A client offering
+// only http/1.1 (every WebSocket client) gets it and its handshake works;
+// an h2 connection's SETTINGS do not advertise extended CONNECT (RFC 8441
+// SETTINGS_ENABLE_CONNECT_PROTOCOL), so a browser opens its WebSockets on
+// HTTP/1.1; an HTTP client that can use h2 does.
 func TestTLSALPN(t *testing.T) {
 	t.Parallel()
 	ca := newTLSCA(t, "wsgate test CA")
@@ -842,7 +844,7 @@ func TestTLSALPN(t *testing.T) {
 	up := newTLSEchoUpstream(t, nil)
 	gw := startTLSGateway(t, tlsConfigYAML([]*tlsLeaf{a}, "", tlsRoute("echo", "/ws", up.URL)))
 
-	c, err := gw.tlsDial(&tls.Config{ServerName: "a.test", RootCAs: ca.pool, NextProtos: []string{"h2", "http/1.1"}})
+	c, err := gw.tlsDial(&tls.Config{ServerName: "a.test", RootCAs: ca.pool, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -862,12 +864,42 @@ func TestTLSALPN(t *testing.T) {
 	}
 	up.request(t)
 
-	// h2 alone is never chosen: the handshake fails or picks no protocol.
-	if c2, err := gw.tlsDial(&tls.Config{ServerName: "a.test", RootCAs: ca.pool, NextProtos: []string{"h2"}}); err == nil {
-		if p := c2.ConnectionState().NegotiatedProtocol; p == "h2" {
-			t.Errorf("a client offering only h2 got h2")
+	// h2 is preferred by the server when offered; its first SETTINGS frame
+	// has no ENABLE_CONNECT_PROTOCOL (0x8).
+	c2, err := gw.tlsDial(&tls.Config{ServerName: "a.test", RootCAs: ca.pool, NextProtos: []string{"http/1.1", "h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if p := c2.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("a client offering h2 negotiated %q", p)
+	}
+	_ = c2.SetDeadline(time.Now().Add(tlsIO))
+	if _, err := io.WriteString(c2, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
+		t.Fatal(err)
+	}
+	var head [9]byte
+	if _, err := io.ReadFull(c2, head[:]); err != nil {
+		t.Fatal(err)
+	}
+	n := int(head[0])<<16 | int(head[1])<<8 | int(head[2])
+	if head[3] != 0x4 || n%6 != 0 || n > 1024 {
+		t.Fatalf("first h2 frame: type %d, length %d; want SETTINGS", head[3], n)
+	}
+	settings := make([]byte, n)
+	if _, err := io.ReadFull(c2, settings); err != nil {
+		t.Fatal(err)
+	}
+	ids := []int{}
+	for i := 0; i < n; i += 6 {
+		id := int(settings[i])<<8 | int(settings[i+1])
+		ids = append(ids, id)
+		if id == 0x8 {
+			t.Errorf("the h2 server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL: browsers would try WebSockets over h2")
 		}
-		c2.Close()
+	}
+	if len(ids) == 0 {
+		t.Errorf("empty SETTINGS: the check above proves nothing")
 	}
 
 	tr := &http.Transport{
@@ -883,8 +915,9 @@ func TestTLSALPN(t *testing.T) {
 		t.Fatal(err)
 	}
 	hresp.Body.Close()
-	if hresp.ProtoMajor != 1 || hresp.TLS.NegotiatedProtocol == "h2" {
-		t.Errorf("an h2-capable client talked %s (ALPN %q), want HTTP/1.1", hresp.Proto, hresp.TLS.NegotiatedProtocol)
+	// A route without http: proxy answers as before (426), now over h2.
+	if hresp.ProtoMajor != 2 || hresp.StatusCode != http.StatusUpgradeRequired {
+		t.Errorf("an h2-capable client got %s %d, want HTTP/2.0 426", hresp.Proto, hresp.StatusCode)
 	}
 }
 

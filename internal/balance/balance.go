@@ -24,6 +24,9 @@ const (
 	// IPHash keeps each client address on one upstream while it is up
 	// (weighted rendezvous hashing, stable across processes and restarts).
 	IPHash
+	// Cookie places a new client as RoundRobin does; the gateway then keeps
+	// it on that upstream with a sticky cookie (see Sticky).
+	Cookie
 )
 
 // ParseBalance parses a route's `balance` value. The empty string is the
@@ -36,8 +39,10 @@ func ParseBalance(s string) (Balance, error) {
 		return LeastConn, nil
 	case "ip_hash":
 		return IPHash, nil
+	case "cookie":
+		return Cookie, nil
 	}
-	return 0, fmt.Errorf("balance %q: want round_robin, least_conn or ip_hash", s)
+	return 0, fmt.Errorf("balance %q: want round_robin, least_conn, ip_hash or cookie", s)
 }
 
 func (b Balance) String() string {
@@ -48,6 +53,8 @@ func (b Balance) String() string {
 		return "least_conn"
 	case IPHash:
 		return "ip_hash"
+	case Cookie:
+		return "cookie"
 	}
 	return fmt.Sprintf("Balance(%d)", int(b))
 }

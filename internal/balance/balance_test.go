@@ -579,3 +579,38 @@ func TestPoolUnknownBalance(t *testing.T) {
 		t.Errorf("String = %q", s)
 	}
 }
+
+// TestSticky: values are opaque, stable for the same secret and Key (other
+// processes, restarts), different under another secret, and only values
+// handed out are found.
+func TestSticky(t *testing.T) {
+	a, b := NewBackend("http://10.0.0.5:3000", 1), NewBackend("ws://10.0.0.6:3000", 1)
+	s := NewSticky([]byte("route app"), []*Backend{a, b})
+	va, vb := s.Value(a), s.Value(b)
+	if va == "" || vb == "" || va == vb {
+		t.Fatalf("values %q %q", va, vb)
+	}
+	for _, v := range []string{va, vb} {
+		if len(v) != stickyValueLen || strings.Contains(v, "10.0.0") || strings.ContainsAny(v, ";, =\"") {
+			t.Errorf("value %q: want 22 base64url characters that do not reveal the address", v)
+		}
+	}
+	if s.Lookup(va) != a || s.Lookup(vb) != b {
+		t.Error("Lookup does not find the backends")
+	}
+	// Another process with the same config: same values for new Backends.
+	a2, b2 := NewBackend(a.Key, 1), NewBackend(b.Key, 1)
+	s2 := NewSticky([]byte("route app"), []*Backend{b2, a2})
+	if s2.Value(a2) != va || s2.Value(b2) != vb {
+		t.Error("values change with the process or the order of upstreams")
+	}
+	// Another secret: other values.
+	if s3 := NewSticky([]byte("route other"), []*Backend{a}); s3.Value(a) == va {
+		t.Error("the secret does not change the value")
+	}
+	for _, v := range []string{"", "x", va[:21], va + "A", "10.0.0.5:3000", strings.ToUpper(va)} {
+		if v != va && v != vb && s.Lookup(v) != nil {
+			t.Errorf("Lookup(%q) found a backend", v)
+		}
+	}
+}

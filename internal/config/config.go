@@ -31,6 +31,8 @@ const (
 	DefaultTLSMinVersion      = TLS12
 	DefaultBalance            = RoundRobin
 	DefaultOnExceed           = OnExceedClose
+	DefaultHTTPMode           = HTTPReject
+	DefaultStickyCookie       = "wsgate_sticky"
 	minFrameBytes        Size = 125 // control frames carry up to 125 bytes (RFC 6455 §5.5)
 )
 
@@ -121,6 +123,13 @@ type RouteSettings struct {
 	RateLimit RateLimits
 	// PermessageDeflate is the compression policy (deflate.go).
 	PermessageDeflate Deflate
+	// MaxRequestBodyBytes caps a proxied HTTP request's body (413).
+	MaxRequestBodyBytes Size
+	// HTTPResponseTimeout is how long a proxied HTTP request waits for the
+	// upstream's response headers (504).
+	HTTPResponseTimeout time.Duration
+	// Auth is the `auth` block (README "Authentication").
+	Auth *Auth // nil: no authentication
 }
 
 // EffectiveMaxFrameBytes is the largest frame that can pass: MaxFrameBytes,
@@ -164,6 +173,7 @@ func (s *RouteSettings) OriginAllowed(origin string) bool {
 
 // RateLimits are a route's limits; a nil *Rate means no limit.
 type RateLimits struct {
+	Requests         *Rate // non-upgrade HTTP requests per client address, per route
 	Handshakes       *Rate // per client address, per route
 	ConnectionsPerIP int   // 0 = unlimited
 	Messages         *Rate // per session, client -> upstream
@@ -189,15 +199,21 @@ type Route struct {
 	// Keys are canonical (http.CanonicalHeaderKey).
 	SetHeaders map[string]string
 	AllowPlain bool
-	Settings   RouteSettings
-	Line       int // line of the route in the file
+	// HTTP is what non-upgrade requests get (`http: proxy | reject`).
+	HTTP HTTPMode
+	// StickyCookie names the cookie of `balance: cookie`.
+	StickyCookie string
+	Settings     RouteSettings
+	Line         int // line of the route in the file
 
 	key string // "routes[i]", for messages
 }
 
-// Upstream is one backend of a route: a ws:// or wss:// URL, or a built-in.
+// Upstream is one backend of a route: a server named by a ws://, wss://,
+// http:// or https:// URL (ws and http are the same server, as are wss and
+// https), or a built-in.
 type Upstream struct {
-	URL     *url.URL // nil for a built-in
+	URL     *url.URL // nil for a built-in; its scheme is always ws or wss
 	Raw     string   // as written in the config; the identity used by drain and metrics
 	Weight  int      // >= 1
 	Builtin string   // "echo" for "builtin:echo"

@@ -217,7 +217,7 @@ func TestConfigExample(t *testing.T) {
 	}
 	text := string(data)
 	for _, keys := range [][]string{topKeys, serverKeys, tlsKeys, acmeKeys, certKeys, logKeys, settingKeys,
-		rateKeys, rateSpecKeys, routeKeys, upstreamKeys, upTLSKeys} {
+		rateKeys, rateSpecKeys, routeKeys, upstreamKeys, upTLSKeys, authKeys, jwtKeys, forwardKeys} {
 		for _, k := range keys {
 			if !regexp.MustCompile(`(^|[\s{,#-])` + regexp.QuoteMeta(k) + `:`).MatchString(text) {
 				t.Errorf("config.example.yaml does not show the key %q", k)
@@ -254,6 +254,8 @@ func specSettingsDefaults() RouteSettings {
 		MaxMessageBytes:     4 << 20,
 		RateLimit:           RateLimits{OnExceed: "close"},
 		PermessageDeflate:   Deflate{Enabled: true},
+		MaxRequestBodyBytes: 10 << 20,
+		HTTPResponseTimeout: 60 * time.Second,
 	}
 }
 
@@ -337,7 +339,9 @@ func TestConfigFull(t *testing.T) {
 			Frames:           &Rate{PerSecond: 1000, Burst: 2000},
 			OnExceed:         "throttle",
 		},
-		PermessageDeflate: Deflate{Enabled: true, ContextTakeover: true},
+		PermessageDeflate:   Deflate{Enabled: true, ContextTakeover: true},
+		MaxRequestBodyBytes: 10 * MiB,
+		HTTPResponseTimeout: time.Minute,
 	}
 	if !reflect.DeepEqual(cfg.Defaults, defaults) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg.Defaults, defaults)
@@ -383,13 +387,24 @@ func TestConfigFull(t *testing.T) {
 	}
 
 	wild := cfg.Routes[1]
-	if wild.Host != "*.example.com" || wild.Path != "/" || wild.Balance != "ip_hash" || wild.Upstreams[0].URL.Path != "" {
+	if wild.Host != "*.example.com" || wild.Path != "/" || wild.Balance != Cookie || wild.Upstreams[0].URL.Path != "" ||
+		wild.HTTP != HTTPProxy || wild.StickyCookie != "app_sticky" {
 		t.Errorf("wild = %+v", wild)
+	}
+	// http:// names the same server as ws://; Raw keeps what was written.
+	if u := wild.Upstreams[0]; u.URL.String() != "ws://127.0.0.1:9002" || u.Raw != "http://127.0.0.1:9002" {
+		t.Errorf("wild upstream = %+v (URL %v)", u, u.URL)
+	}
+	if chat.HTTP != HTTPReject || chat.StickyCookie != DefaultStickyCookie {
+		t.Errorf("chat http = %q, sticky_cookie = %q: want the defaults", chat.HTTP, chat.StickyCookie)
 	}
 	wildWant := defaults
 	wildWant.PingInterval, wildWant.PongTimeout = 0, 0
 	wildWant.RateLimit.Frames = &Rate{PerSecond: 10, Burst: 10}
 	wildWant.RateLimit.OnExceed = "close"
+	wildWant.RateLimit.Requests = &Rate{PerSecond: 50, Burst: 100}
+	wildWant.MaxRequestBodyBytes = 2 * MiB
+	wildWant.HTTPResponseTimeout = 30 * time.Second
 	if !reflect.DeepEqual(wild.Settings, wildWant) {
 		t.Errorf("wild settings:\n got %+v\nwant %+v", wild.Settings, wildWant)
 	}

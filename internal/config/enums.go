@@ -14,6 +14,19 @@ const (
 	RoundRobin Balance = "round_robin"
 	LeastConn  Balance = "least_conn"
 	IPHash     Balance = "ip_hash"
+	// Cookie places a client by weighted round robin and keeps it there
+	// with a sticky cookie (README "Putting wsgate in front of an
+	// application").
+	Cookie Balance = "cookie"
+)
+
+// HTTPMode is a route's `http`: what a request that is not a WebSocket
+// upgrade gets.
+type HTTPMode string
+
+const (
+	HTTPReject HTTPMode = "reject" // 405/426, as a WebSocket-only endpoint
+	HTTPProxy  HTTPMode = "proxy"  // proxied to the route's upstreams
 )
 
 // OnExceed is `rate_limit.on_exceed`: what happens to a client over its

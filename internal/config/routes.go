@@ -76,7 +76,7 @@ func (p *parser) route(v yamlwalk.Val, defaults settingsLayer) *Route {
 		p.Errf(v.Line, v.Key, "want a route (a mapping with name, path, upstreams...), got %s", yamlwalk.Describe(v.N))
 		return nil
 	}
-	r := &Route{Path: "/", Balance: DefaultBalance, Line: v.Line, key: v.Key}
+	r := &Route{Path: "/", Balance: DefaultBalance, HTTP: DefaultHTTPMode, StickyCookie: DefaultStickyCookie, Line: v.Line, key: v.Key}
 	var own settingsLayer
 	haveName, haveUpstreams := false, false
 	for _, f := range p.Fields(v, routeFieldKeys) {
@@ -121,8 +121,20 @@ func (p *parser) route(v yamlwalk.Val, defaults settingsLayer) *Route {
 			haveUpstreams = true
 			r.Upstreams = p.upstreams(f.V)
 		case "balance":
-			if s, ok := p.OneOf(f.V, "round_robin", "least_conn", "ip_hash"); ok {
+			if s, ok := p.OneOf(f.V, "round_robin", "least_conn", "ip_hash", "cookie"); ok {
 				r.Balance = Balance(s)
+			}
+		case "http":
+			if s, ok := p.OneOf(f.V, "reject", "proxy"); ok {
+				r.HTTP = HTTPMode(s)
+			}
+		case "sticky_cookie":
+			if s, ok := p.Str(f.V); ok {
+				if !isToken(s) || len(s) > 64 {
+					p.Errf(f.V.Line, f.V.Key, "%q is not a valid cookie name (an HTTP token of up to 64 characters: letters, digits and !#$%%&'*+-.^_`|~)", yamlwalk.Clip(s))
+					continue
+				}
+				r.StickyCookie = s
 			}
 		case "upstream_tls":
 			p.Accept(f.V)
@@ -162,6 +174,7 @@ func (p *parser) route(v yamlwalk.Val, defaults settingsLayer) *Route {
 		p.Warnf(p.Lines[v.Key+".strip_prefix"], v.Key+".strip_prefix", "has no effect with path \"/\"")
 	}
 	p.checkUpstreamTLS(v.Key, r)
+	p.checkHTTP(v.Key, r)
 	r.Settings = p.resolveSettings(v.Key, defaults, own, v.Line)
 	return r
 }
@@ -295,11 +308,17 @@ func (p *parser) upstreams(v yamlwalk.Val) []Upstream {
 			p.Errf(urlVal.Line, urlVal.Key, "%v", err)
 			continue
 		}
-		if first, dup := seen[raw]; dup {
+		// ws:// and http:// name the same server: listed both ways, it is
+		// listed twice.
+		same := raw
+		if parsed != nil {
+			same = parsed.String()
+		}
+		if first, dup := seen[same]; dup {
 			p.Errf(urlVal.Line, urlVal.Key, "upstream %q is listed twice (first at line %d); use weight to favour it", raw, first)
 			continue
 		}
-		seen[raw] = urlVal.Line
+		seen[same] = urlVal.Line
 		if ok {
 			u.URL, u.Raw, u.Builtin = parsed, raw, builtin
 			out = append(out, u)
@@ -308,8 +327,11 @@ func (p *parser) upstreams(v yamlwalk.Val) []Upstream {
 	return out
 }
 
-// parseUpstreamURL accepts ws:// and wss:// URLs with a host, no user info,
-// query or fragment; or exactly "builtin:echo".
+// parseUpstreamURL accepts ws://, wss://, http:// and https:// URLs with a
+// host, no user info, query or fragment; or exactly "builtin:echo". An
+// upstream URL names a server, not a protocol: the URL returned has the
+// scheme ws (for ws and http) or wss (for wss and https), and HTTP requests
+// go to the same server as http(s)://.
 func parseUpstreamURL(raw string) (*url.URL, string, error) {
 	if name, ok := strings.CutPrefix(raw, "builtin:"); ok {
 		if name == "echo" {
@@ -325,11 +347,15 @@ func parseUpstreamURL(raw string) (*url.URL, string, error) {
 		}
 		return nil, "", fmt.Errorf("bad upstream URL %q: %v", yamlwalk.Clip(raw), err)
 	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	}
 	switch {
-	case u.Scheme == "http" || u.Scheme == "https":
-		return nil, "", fmt.Errorf("upstream URL %q: use ws:// or wss:// (for http or https)", yamlwalk.Clip(raw))
 	case u.Scheme != "ws" && u.Scheme != "wss":
-		return nil, "", fmt.Errorf("upstream URL %q: want ws://host:port/path or wss://host/path", yamlwalk.Clip(raw))
+		return nil, "", fmt.Errorf("upstream URL %q: want ws://host:port/path, wss://host/path, http://host:port/path or https://host/path", yamlwalk.Clip(raw))
 	case u.Opaque != "" || u.Host == "":
 		return nil, "", fmt.Errorf("upstream URL %q has no host: want %s://host:port/path", yamlwalk.Clip(raw), u.Scheme)
 	case u.User != nil:
@@ -379,6 +405,26 @@ func (p *parser) upstreamTLS(v yamlwalk.Val, t *UpstreamTLS) {
 					p.Warnf(f.V.Line, f.V.Key, "upstream certificates are not verified: anyone on the path can read and change the traffic")
 				}
 			}
+		}
+	}
+}
+
+// checkHTTP checks the route's HTTP keys against each other: a proxied
+// route needs upstreams that speak HTTP, and a sticky cookie only means
+// something with balance: cookie.
+func (p *parser) checkHTTP(routeKey string, r *Route) {
+	if r.HTTP == HTTPProxy {
+		for i, u := range r.Upstreams {
+			if u.Builtin != "" {
+				key := fmt.Sprintf("%s.upstreams[%d]", routeKey, i)
+				line := p.firstLine(key, key+".url", routeKey+".http")
+				p.Errf(line, key, "builtin:%s answers WebSocket only: a route with http: proxy needs http(s):// or ws(s):// upstreams", u.Builtin)
+			}
+		}
+	}
+	if key := routeKey + ".sticky_cookie"; r.Balance != Cookie {
+		if line, ok := p.Lines[key]; ok {
+			p.Warnf(line, key, "has no effect without balance: cookie")
 		}
 	}
 }

@@ -45,13 +45,16 @@ type rateSpec struct {
 // settingsLayer holds the settings one block wrote; unset fields inherit.
 type settingsLayer struct {
 	dialTimeout, idle, ping, pong, closeT, write opt[time.Duration]
-	maxFrame, maxMessage                         opt[Size]
+	httpResponse                                 opt[time.Duration]
+	maxFrame, maxMessage, maxBody                opt[Size]
+	requests                                     opt[rateSpec]
 	origins                                      opt[[]string]
 	handshakes, messages, messagesPerIP          opt[rateSpec]
 	bytes, frames                                opt[rateSpec]
 	connsPerIP                                   opt[int]
 	onExceed                                     opt[OnExceed]
 	deflate                                      deflateLayer
+	auth                                         opt[*Auth] // set to nil: "off"
 }
 
 // over returns l with base underneath: l's set fields win, key by key, also
@@ -66,6 +69,9 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		write:         l.write.or(base.write),
 		maxFrame:      l.maxFrame.or(base.maxFrame),
 		maxMessage:    l.maxMessage.or(base.maxMessage),
+		maxBody:       l.maxBody.or(base.maxBody),
+		httpResponse:  l.httpResponse.or(base.httpResponse),
+		requests:      l.requests.or(base.requests),
 		origins:       l.origins.or(base.origins),
 		handshakes:    l.handshakes.or(base.handshakes),
 		messages:      l.messages.or(base.messages),
@@ -75,6 +81,7 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		connsPerIP:    l.connsPerIP.or(base.connsPerIP),
 		onExceed:      l.onExceed.or(base.onExceed),
 		deflate:       l.deflate.over(base.deflate),
+		auth:          l.auth.or(base.auth),
 	}
 }
 
@@ -85,6 +92,7 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 		"idle_timeout":          &l.idle,
 		"close_timeout":         &l.closeT,
 		"write_timeout":         &l.write,
+		"http_response_timeout": &l.httpResponse,
 	}
 	if o, ok := durations[f.Name]; ok {
 		if d, ok := p.PositiveDuration(f.V); ok {
@@ -108,6 +116,10 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 	case "max_message_bytes":
 		if s, ok := p.sizeVal(f.V, 1); ok {
 			l.maxMessage.put(s)
+		}
+	case "max_request_body_bytes":
+		if s, ok := p.sizeVal(f.V, 0); ok {
+			l.maxBody.put(s)
 		}
 	case "origins":
 		n := yamlwalk.Deref(f.V.N)
@@ -145,6 +157,13 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 		p.rateLimit(f.V, l)
 	case "permessage_deflate":
 		p.deflateBlock(f.V, &l.deflate)
+	case "auth":
+		// A route's auth block replaces the one in defaults as a whole
+		// (README "Authentication"): half of one and half of the other
+		// would be a check nobody wrote.
+		if a, ok := p.authBlock(f.V); ok {
+			l.auth.put(a)
+		}
 	default:
 		return false
 	}
@@ -154,6 +173,8 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 func (p *parser) rateLimit(v yamlwalk.Val, l *settingsLayer) {
 	for _, f := range p.Fields(v, rateKeys) {
 		switch f.Name {
+		case "requests":
+			p.rateEntry(f.V, &l.requests, false)
 		case "handshakes":
 			p.rateEntry(f.V, &l.handshakes, false)
 		case "messages":
@@ -266,11 +287,14 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	s.WriteTimeout = l.write.get(s.WriteTimeout)
 	s.MaxFrameBytes = l.maxFrame.get(s.MaxFrameBytes)
 	s.MaxMessageBytes = l.maxMessage.get(s.MaxMessageBytes)
+	s.MaxRequestBodyBytes = l.maxBody.get(s.MaxRequestBodyBytes)
+	s.HTTPResponseTimeout = l.httpResponse.get(s.HTTPResponseTimeout)
 	if l.origins.set && len(l.origins.v) > 0 {
 		s.Origins = slices.Clone(l.origins.v)
 	}
 	frame := s.EffectiveMaxFrameBytes()
 	rl := &s.RateLimit
+	rl.Requests = toRate(l.requests, 0)
 	rl.Handshakes = toRate(l.handshakes, 0)
 	rl.Messages = toRate(l.messages, 0)
 	rl.MessagesPerIP = toRate(l.messagesPerIP, 0)
@@ -280,6 +304,7 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	rl.OnExceed = l.onExceed.get(DefaultOnExceed)
 	s.PermessageDeflate = l.deflate.resolve()
 	p.checkDeflate(scope, l.deflate, own.deflate)
+	s.Auth = l.auth.get(nil)
 
 	isRoute := scope != "defaults"
 	// blame picks the key and line to report a contradiction between names

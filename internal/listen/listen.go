@@ -160,6 +160,10 @@ type gateConn struct {
 	inRequest           bool  // under mu: a request began (StateActive, or StateIdle after an answer)
 	expired             bool  // under mu: handshake_timeout closed it (logged as 408)
 	handled             atomic.Bool
+	// served: the connection carries proxied HTTP requests (Served): it
+	// holds no pending slot, and handshake_timeout, which still closes it
+	// when it sits idle between requests, does so without a 408 line.
+	served bool // under mu
 
 	mu      sync.Mutex
 	phase   connPhase
@@ -311,9 +315,11 @@ func (c *gateConn) expire() {
 		c.counted = false
 		c.l.g.Pending.Release(c.key)
 	}
-	client := c.client
+	client, served := c.client, c.served
 	c.mu.Unlock()
-	c.rejected(client, 408, "request not complete within handshake_timeout: connection closed")
+	if !served {
+		c.rejected(client, 408, "request not complete within handshake_timeout: connection closed")
+	}
 	c.raw.Close()
 }
 
@@ -377,8 +383,8 @@ const closeNotifyMax = 64
 // connKey is the context key of ConnContext.
 type connKey struct{}
 
-// ConnContext is the TLS WebSocket server's http.Server.ConnContext hook: it
-// lets Handled find the connection of a request.
+// ConnContext is the WebSocket servers' http.Server.ConnContext hook: it
+// lets Handled and Served find the connection of a request.
 func ConnContext(ctx context.Context, nc net.Conn) context.Context {
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
@@ -393,8 +399,30 @@ func ConnContext(ctx context.Context, nc net.Conn) context.Context {
 // logs and counts its own answers: the connection's end is then not taken
 // for a refusal by net/http.
 func Handled(ctx context.Context) {
+	// (ConnContext puts the connection in every server's requests, TLS or
+	// not: Served needs it on the plain listener too.)
 	if c, ok := ctx.Value(connKey{}).(*gateConn); ok && c.l.tls {
 		c.handled.Store(true)
+	}
+}
+
+// Served marks the connection of ctx as one that carries proxied HTTP
+// requests rather than a handshake: it gives back its max_pending_per_ip
+// slot (an HTTP/1.1 keep-alive or HTTP/2 connection may live long), and
+// handshake_timeout, which still closes it once it sits idle that long
+// between requests, does so silently: an idle keep-alive connection is no
+// incomplete request.
+func Served(ctx context.Context) {
+	c, ok := ctx.Value(connKey{}).(*gateConn)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.served = true
+	if c.counted {
+		c.counted = false
+		c.l.g.Pending.Release(c.key)
 	}
 }
 

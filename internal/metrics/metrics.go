@@ -39,7 +39,13 @@ type Metrics struct {
 	Dial        *prometheus.HistogramVec // route
 	closes      *prometheus.CounterVec   // route, side, code
 	RateLimited *prometheus.CounterVec   // route, kind
-	src         Source
+	// HTTPRequests and HTTPSeconds count the non-upgrade requests proxied
+	// on `http: proxy` routes (README "Putting wsgate in front of an
+	// application").
+	HTTPRequests *prometheus.CounterVec   // route, code
+	HTTPSeconds  *prometheus.HistogramVec // route
+	auth         authMetrics              // wsgate_auth_total (auth.go)
+	src          Source
 
 	mu     sync.Mutex
 	routes map[string]*routeStats // by route name; never removed (bounded by the names ever configured)
@@ -101,13 +107,20 @@ func New(src Source) *Metrics {
 			Name: "wsgate_close_total", Help: "Session legs ended, by route, the leg the gateway sent the Close frame on (client or upstream), and its code (\"none\" when the leg ended without one; \"other\" for application codes 3000-4999 past the first 64 distinct ones).",
 		}, []string{"route", "side", "code"}),
 		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "wsgate_rate_limited_total", Help: "Rate-limit hits, by route and kind (handshakes, connections_per_ip, messages, messages_per_ip, bytes, frames).",
+			Name: "wsgate_rate_limited_total", Help: "Rate-limit hits, by route and kind (requests, handshakes, connections_per_ip, messages, messages_per_ip, bytes, frames).",
 		}, []string{"route", "kind"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsgate_http_requests_total", Help: "HTTP requests (not WebSocket upgrades) answered on http: proxy routes, by route and status code (the gateway's own answers too: 413, 429, 502, 504).",
+		}, []string{"route", "code"}),
+		HTTPSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "wsgate_http_request_seconds", Help: "Duration of proxied HTTP requests, from the request to the end of the response body, by route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route"}),
 		routes:      make(map[string]*routeStats),
 		closeSeries: make(map[closeKey]prometheus.Counter),
 		appCodes:    make(map[int]struct{}),
 	}
-	m.Registry.MustRegister(m.Rejected, m.Dial, m.closes, m.RateLimited,
+	m.Registry.MustRegister(m.Rejected, m.Dial, m.closes, m.RateLimited, m.HTTPRequests, m.HTTPSeconds,
 		&liveCollector{m: m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

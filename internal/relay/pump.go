@@ -186,9 +186,10 @@ func (s *Session) finish(src *leg) {
 	if src.dead.Load() {
 		// A write failed or the peer vanished: no close_notify (closeNow).
 		src.closeNow()
-	} else {
-		src.closeWrite()
 	}
+	// Otherwise Close alone: it sends the FIN (and TLS's close_notify)
+	// that a shutdown(SHUT_WR) first would only repeat. The client leg
+	// was half-closed already, when both Closes were out (pump).
 	src.dead.Store(true)
 	src.unwatch()
 	src.conn.Close()

@@ -33,6 +33,7 @@ type Session struct {
 	// Compression is the permessage-deflate response the client got
 	// ("" if none), for the access log; see SetDeflate.
 	Compression string
+	User        string // who authenticated (the token's sub), "" if nobody
 	// OnEnd is called once, when both pumps have finished.
 	OnEnd func()
 	// Hooks are for tests only; nil otherwise.
@@ -42,6 +43,9 @@ type Session struct {
 	start time.Time
 	lim   *Limits // the client's rate limits; nil: none
 	poll  *Poller // nil: legs never park
+	// expires is when the client's credential runs out (since start; 0 =
+	// never): one more deadline among the timers (expiry.go).
+	expires int64
 
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
