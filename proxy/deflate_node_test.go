@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,20 +20,7 @@ import (
 
 func TestDeflateNode(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join("..", "test", "node")
-	missing := func(what string) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (CI installs it: cd test/node && npm ci)", what)
-		}
-		t.Skipf("%s is missing: install node and run `cd test/node && npm ci`", what)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws", "package.json")); err != nil {
-		missing("test/node/node_modules/ws")
-	}
+	node, dir := nodeDir(t, "ws")
 	for _, takeover := range []bool{false, true} {
 		name := "no_context_takeover"
 		if takeover {
@@ -87,14 +73,7 @@ func TestDeflateNode(t *testing.T) {
 // takeover) and coder (context takeover) as clients.
 func TestDeflateNodeServer(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join("..", "test", "node")
-	node, err := exec.LookPath("node")
-	if err != nil || !fileExists(filepath.Join(dir, "node_modules", "ws", "package.json")) {
-		if os.Getenv("CI") != "" {
-			t.Fatal("node or test/node/node_modules/ws is missing (CI installs them: cd test/node && npm ci)")
-		}
-		t.Skip("node or test/node/node_modules/ws is missing: install node and run `cd test/node && npm ci`")
-	}
+	node, dir := nodeDir(t, "ws")
 	for _, takeover := range []bool{false, true} {
 		name := "no_context_takeover"
 		if takeover {
@@ -205,9 +184,4 @@ func TestDeflateNodeServer(t *testing.T) {
 			checkWire(t, "upstream -> client", clTap, len(msgs), int64(inflated[1]))
 		})
 	}
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
