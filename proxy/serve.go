@@ -71,6 +71,7 @@ func (g *Gateway) Listen() (*Listeners, error) {
 // "Graceful shutdown") and returns.
 func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	defer g.poll.Close() // after the shutdown: no session is left to park
+	defer g.leaveCluster()
 	defer func() { g.snap.Load().closeIdle() }()
 	cfg := g.Config()
 	var servers []*http.Server

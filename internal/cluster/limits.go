@@ -343,7 +343,7 @@ func (c *Cluster) syncBatch(ctx context.Context, s PerIPSource, used []ratelimit
 		keys[i] = msgKey(s.Route, s.Rate, u.Key)
 		args = append(args, perMS, s.Rate.Burst, u.N)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 2*SyncInterval)
+	sctx, cancel := context.WithTimeout(ctx, max(2*SyncInterval, c.opTimeout))
 	defer cancel()
 	levels, err := syncScript.Run(sctx, c.rdb, keys, args...).StringSlice()
 	if err != nil {

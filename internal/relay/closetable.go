@@ -15,6 +15,7 @@ const (
 	whyShutdown      = "shutdown"
 	whyDrained       = "drained"
 	whyTruncated     = "truncated"
+	whyLifetime      = "lifetime"
 )
 
 // event is a way a session can end: one row of the docs/relay.md close-translation
@@ -35,6 +36,7 @@ const (
 	evUpstreamTooBig                // message over the cap
 	evShutdown                      // SIGTERM
 	evDrained                       // reload removed the route/upstream; admin drain
+	evLifetime                      // max_session_lifetime (SetLifetime)
 )
 
 // closeRule is what each side is sent for an event. codeNone means that side
@@ -65,6 +67,7 @@ var closeTable = [...]closeRule{
 	evUpstreamTooBig:   {codeFailure, frame.CloseMessageTooBig, whyTooBig, "upstream message too big"},
 	evShutdown:         {codeShut, frame.CloseGoingAway, whyShutdown, "gateway shutting down"},
 	evDrained:          {frame.CloseServiceRestart, frame.CloseGoingAway, whyDrained, "route drained"},
+	evLifetime:         {frame.CloseGoingAway, frame.CloseGoingAway, whyLifetime, "session lifetime reached"},
 }
 
 // violationEvent maps a frame-level violation by the peer on side s to its

@@ -30,6 +30,9 @@ func (s *Session) timersDeadline(l *leg) int64 {
 	if s.cfg.IdleTimeout > 0 {
 		d = min(d, s.lastData.Load()+int64(s.cfg.IdleTimeout))
 	}
+	if s.lifetime != 0 {
+		d = min(d, s.lifetime)
+	}
 	return d
 }
 
@@ -68,10 +71,11 @@ func (s *Session) rearm(l *leg) {
 type tickResult uint8
 
 const (
-	tickGoOn   tickResult = iota // keep reading (a keepalive ping may have been sent)
-	tickClosed                   // the close handshake ran out of time
-	tickIdle                     // no data frame either way for idle_timeout
-	tickGone                     // no frame at all within pong_timeout of our ping
+	tickGoOn     tickResult = iota // keep reading (a keepalive ping may have been sent)
+	tickClosed                     // the close handshake ran out of time
+	tickIdle                       // no data frame either way for idle_timeout
+	tickGone                       // no frame at all within pong_timeout of our ping
+	tickLifetime                   // the session reached its lifetime (SetLifetime)
 )
 
 // tick runs l's timers after a read on it timed out (or was woken). It sends
@@ -83,6 +87,9 @@ func (s *Session) tick(l *leg) tickResult {
 			return tickClosed
 		}
 		return tickGoOn
+	}
+	if s.lifetime != 0 && now >= s.lifetime {
+		return tickLifetime
 	}
 	if s.cfg.IdleTimeout > 0 && now-s.lastData.Load() >= int64(s.cfg.IdleTimeout) {
 		return tickIdle
@@ -125,6 +132,8 @@ func (s *Session) act(l *leg, t tickResult) bool {
 		return false
 	case tickIdle:
 		s.apply(evIdle, "gateway")
+	case tickLifetime:
+		s.apply(evLifetime, "gateway")
 	}
 	s.rearm(l)
 	return true
