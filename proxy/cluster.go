@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"wsgate/internal/cluster"
 	"wsgate/internal/config"
 )
@@ -148,4 +150,13 @@ func lifetimeOf(d time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+}
+
+// certStorage is where ACME keeps its account and certificates: in the
+// cluster's Redis with cluster.certificates, else nil (tls.acme.storage).
+func (g *Gateway) certStorage() certmagic.Storage {
+	if g.cluster == nil || !g.Config().Cluster.Certificates {
+		return nil
+	}
+	return g.cluster.Storage()
 }

@@ -147,7 +147,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			if ls.Plain != nil {
 				plainAddr = ls.Plain.Addr()
 			}
-			acme, err = certs.NewACME(cfg.TLS.ACME, plainAddr, ls.TLS.Addr(), g.tls.challenges, g.log)
+			acme, err = certs.NewACMEStorage(cfg.TLS.ACME, g.certStorage(), plainAddr, ls.TLS.Addr(), g.tls.challenges, g.log)
 			if err != nil {
 				return err
 			}
