@@ -160,3 +160,12 @@ func (g *Gateway) certStorage() certmagic.Storage {
 	}
 	return g.cluster.Storage()
 }
+
+// ClusterBus is the message bus between the instances of the cluster, for
+// the sessions API across instances; nil when the gateway runs alone.
+func (g *Gateway) ClusterBus() cluster.Bus {
+	if g.cluster == nil {
+		return nil
+	}
+	return g.cluster
+}

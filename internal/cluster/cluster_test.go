@@ -233,3 +233,38 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("%s not exported", name)
 	return 0
 }
+
+func TestBus(t *testing.T) {
+	srv := redistest.Start(t)
+	a, _ := newCluster(t, srv.URL(), "a")
+	b, _ := newCluster(t, srv.URL(), "b")
+	got := make(chan string, 4)
+	stop, err := b.Subscribe(func(m []byte) { got <- "b:" + string(m) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	stopA, err := a.Subscribe(func(m []byte) { got <- "a:" + string(m) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopA()
+	ctx := context.Background()
+	nodes, err := a.Nodes(ctx)
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("Nodes = %v, %v; want a and b", nodes, err)
+	}
+	if n, err := a.Publish(ctx, b.ID(), []byte("push s1")); err != nil || n != 1 {
+		t.Fatalf("Publish = %d, %v", n, err)
+	}
+	if m := <-got; m != "b:push s1" {
+		t.Fatalf("b got %q", m)
+	}
+	if n, err := b.Broadcast(ctx, []byte("all")); err != nil || n != 2 {
+		t.Fatalf("Broadcast = %d, %v", n, err)
+	}
+	seen := map[string]bool{<-got: true, <-got: true}
+	if !seen["a:all"] || !seen["b:all"] {
+		t.Fatalf("broadcast reached %v", seen)
+	}
+}
