@@ -104,11 +104,11 @@ func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	// be created later. Serve closes it when it returns.
 	g.poll = relay.NewPoller()
 	g.metrics = metrics.New(g.metricRoutes)
-	if err := g.joinCluster(cfg); err != nil {
-		return nil, err
-	}
 	snap, err := buildSnapshot(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.joinCluster(cfg); err != nil {
 		return nil, err
 	}
 	g.provision(snap, nil)
