@@ -313,8 +313,12 @@ func (s *Storage) renew(ctx context.Context, name string, h *heldLock) {
 
 var errLockLost = errors.New("cluster storage: lock not held")
 
-// RenewLockLease extends the lease of a lock this process holds.
+// RenewLockLease extends the lease of a lock this process holds, by at
+// most LockTTL: certmagic asks for the length of its next retry (minutes,
+// hours), but the background renewal keeps the lock as long as this
+// process lives, and a longer lease would outlive a crash.
 func (s *Storage) RenewLockLease(ctx context.Context, name string, lease time.Duration) error {
+	lease = min(lease, LockTTL)
 	s.mu.Lock()
 	h := s.locks[name]
 	s.mu.Unlock()
