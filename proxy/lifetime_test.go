@@ -68,7 +68,7 @@ func TestLifetimeJitter(t *testing.T) {
 	if lo < 54*time.Minute || hi > 66*time.Minute {
 		t.Errorf("lifetimes of 1h span %v to %v, want within ±10 %%", lo, hi)
 	}
-	if hi-lo < 6*time.Minute {
+	if hi-lo < 5*time.Minute {
 		t.Errorf("lifetimes of 1h span only %v to %v: no jitter", lo, hi)
 	}
 }
