@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of wsgate, nginx, HAProxy, Caddy and no proxy.
-# wsgate-tls (wsgate with a TLS listener and a self-signed certificate,
-# dialled at wss://) runs only the TLS_SCENARIOS and is reported for
-# information (issue 12: idle memory with TLS on the client side).
+# The -tls targets (wsgate-tls, nginx-tls, haproxy-tls, caddy-tls: the same
+# proxies terminating TLS 1.3 with one self-signed certificate, dialled at
+# wss://) run only the TLS_SCENARIOS and are compared with each other.
 #
 #   bench/compare.sh                                  # the full comparison (~20 min)
 #   DURATION=1s WARMUP=0.5s ROUNDS=1 MAX_ROUNDS=1 SESSIONS=500 SETTLE=0.5s QUIET_WAIT=0 \
@@ -19,13 +19,16 @@
 #   BUDGET [22m]   no extra round after this   NOISE [0.10]  discard threshold
 #   SESSIONS [9000] idle-mem sessions          SETTLE [5s]   idle-mem settle time
 #   QUIET_WAIT [5s] before each run, wait up to this for 0.5 s under NOISE
-#   SCENARIOS [all five]  TARGETS [wsgate,wsgate-tls,nginx,haproxy,caddy,direct]
-#   TLS_SCENARIOS [idle-mem] what wsgate-tls runs, among SCENARIOS
+#   SCENARIOS [all five]
+#   TARGETS [wsgate,wsgate-tls,nginx,nginx-tls,haproxy,haproxy-tls,caddy,caddy-tls,direct]
+#   TLS_SCENARIOS [echo-small,handshake-rate,idle-mem] what the -tls targets run
 #   OUT [unset]    write the report, chart and runs there instead of the repo
+#   SYSCALLS [1]   then trace each scenario once per proxy with strace -c -f:
+#                  system calls per operation (0 = skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=${TARGETS:-wsgate,wsgate-tls,nginx,haproxy,caddy,direct}
+targets=${TARGETS:-wsgate,wsgate-tls,nginx,nginx-tls,haproxy,haproxy-tls,caddy,caddy-tls,direct}
 
 # Peers from Debian's packages, only those missing. In a container with a
 # policy-rc.d that denies service starts, nothing starts on its own; on a
@@ -33,10 +36,13 @@ targets=${TARGETS:-wsgate,wsgate-tls,nginx,haproxy,caddy,direct}
 # ports: this script neither uses nor stops them.
 need=()
 for p in nginx haproxy caddy; do
-	if [[ ",$targets," == *",$p,"* ]] && ! command -v "$p" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$p ]]; then
+	if [[ ",$targets," == *",$p,"* || ",$targets," == *",$p-tls,"* ]] && ! command -v "$p" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$p ]]; then
 		need+=("$p")
 	fi
 done
+if [[ ${SYSCALLS:-1} != 0 ]] && ! command -v strace >/dev/null 2>&1; then
+	need+=(strace)
+fi
 if ((${#need[@]})); then
 	echo "compare: installing ${need[*]}" >&2
 	apt-get update -qq
@@ -52,7 +58,7 @@ cleanup() {
 		while read -r pid; do
 			if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
 				case "$(cat /proc/"$pid"/comm 2>/dev/null)" in
-				wsbench | wsgate | nginx | haproxy | caddy) kill -TERM "$pid" 2>/dev/null || true ;;
+				wsbench | wsgate | nginx | haproxy | caddy | epollproto) kill -TERM "$pid" 2>/dev/null || true ;;
 				esac
 			fi
 		done <"$work/pids"
@@ -64,6 +70,7 @@ trap cleanup EXIT
 go build -o "$work/bin/wsgate" ./cmd/wsgate
 go build -o "$work/bin/wsbench" ./cmd/wsbench
 go build -o "$work/bin/compare" ./bench/compare
+go build -o "$work/bin/epollproto" ./bench/epollproto   # the target epoll-proto (issue 23's prototype)
 
 md=BENCHMARKS.md
 out=bench/out
@@ -74,7 +81,7 @@ if [[ -n ${OUT:-} ]]; then
 fi
 
 cmdline="bench/compare.sh"
-for v in DURATION WARMUP ROUNDS MAX_ROUNDS BUDGET NOISE QUIET_WAIT SESSIONS SETTLE SCENARIOS TARGETS TLS_SCENARIOS OUT; do
+for v in DURATION WARMUP ROUNDS MAX_ROUNDS BUDGET NOISE QUIET_WAIT SESSIONS SETTLE SCENARIOS TARGETS TLS_SCENARIOS SYSCALLS OUT; do
 	if [[ -n ${!v:-} ]]; then cmdline="$v=${!v} $cmdline"; fi
 done
 
@@ -84,4 +91,4 @@ done
 	-rounds "${ROUNDS:-5}" -max-rounds "${MAX_ROUNDS:-$((${ROUNDS:-5} + 2))}" -budget "${BUDGET:-22m}" \
 	-noise "${NOISE:-0.10}" -quiet-wait "${QUIET_WAIT:-5s}" -sessions "${SESSIONS:-9000}" -settle "${SETTLE:-5s}" \
 	-scenarios "${SCENARIOS:-echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem}" \
-	-targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-idle-mem}" -command "$cmdline"
+	-syscalls="$([[ ${SYSCALLS:-1} == 0 ]] && echo false || echo true)" -targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-echo-small,handshake-rate,idle-mem}" -command "$cmdline"

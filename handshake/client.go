@@ -208,7 +208,11 @@ func (sc *dialScratch) release() {
 // literal: given no local address it still binds the socket to port 0
 // (one more system call, and an ephemeral port reserved for every
 // destination instead of shared between them).
-var netDialer net.Dialer
+//
+// Without TCP keepalive: the gateway's own pings (ping_interval) find a
+// dead peer, and Go's default keepalive costs four setsockopt calls per
+// connection (docs/relay.md "Keepalive pings and pong_timeout").
+var netDialer = net.Dialer{KeepAlive: -1}
 
 // dial opens the TCP connection to addr.
 func (d *Dialer) dial(ctx context.Context, addr string) (net.Conn, error) {

@@ -13,8 +13,10 @@
 //     upstreams, the upstream handshake is made (forward.go builds its
 //     headers), and only then the client gets its 101.
 //   - internal/relay then owns both connections until the session ends;
-//     the gateway keeps a registry of live sessions for shutdown, reload,
-//     drain and internal/metrics.
+//     the gateway keeps a registry of live sessions (sessions.go: indexed
+//     by id and by tag) for shutdown, reload, drain, internal/metrics and
+//     the sessions API, whose admin endpoints push to and close sessions
+//     and whose events go out through internal/events.
 //
 // A config becomes runtime objects in two steps: buildSnapshot makes the
 // routes, pools, dialers and relay settings from the config alone, and

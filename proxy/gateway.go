@@ -23,6 +23,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/auth"
 	"wsgate/internal/balance"
 	"wsgate/internal/cluster"
 	"wsgate/internal/config"
@@ -65,11 +66,13 @@ type Gateway struct {
 	// cluster is the shared store of several instances; nil alone
 	// (cluster.go).
 	cluster *cluster.Cluster
+	sess    sessionsState // the sessions API and events (sessions.go)
 	// streams is done when the gateway starts to shut down: event streams
 	// proxied for http: proxy routes end then, since they would never end
 	// by themselves within shutdown_grace (http.go).
 	streams     context.Context
 	stopStreams context.CancelFunc
+	auth        authState // JWK Sets and auth HTTP clients (auth.go)
 }
 
 // snapshot is one loaded config with everything built from it. A session
@@ -91,6 +94,7 @@ type routeState struct {
 	limits   *routeLimits    // set by provision
 	http     *httpProxy      // http: proxy routes; nil otherwise
 	sticky   *balance.Sticky // balance: cookie routes; nil otherwise
+	auth     *auth.Auth      // set by provision; nil: no auth
 }
 
 // New builds a gateway for cfg.
@@ -104,6 +108,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	// be created later. Serve closes it when it returns.
 	g.poll = relay.NewPoller()
 	g.metrics = metrics.New(g.metricRoutes)
+	g.sess.metrics = g.metrics.NewSessionsAPI()
 	snap, err := buildSnapshot(cfg)
 	if err != nil {
 		return nil, err
@@ -243,6 +248,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	au, ok := g.authenticate(w, r, rs, client, &req.Protocols)
+	if !ok {
+		return
+	}
 	if !g.acquireConn(r.Context(), rs, key) {
 		rl.hits.conns.Inc()
 		g.refuse(w, r, rs.cfg.Name, http.StatusTooManyRequests, "too many connections from this address")
@@ -272,7 +281,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rs.sticky != nil {
 		stuck = rs.stuckValue(r)
 	}
-	up, b, err := g.dialUpstream(r, rs, req, client, stuck)
+	sid := newSessionID()
+	up, b, err := g.dialUpstream(r, rs, req, client, stuck, sid)
 	if err != nil {
 		release()
 		g.upstreamFailed(w, r, rs.cfg.Name, err)
@@ -291,11 +301,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Hooks = g.hooks.Load()
 	s.Route, s.Client, s.Upstream, s.Protocol = rs.cfg.Name, client.String(), b.Key, up.Protocol
 	s.SetLifetime(lifetimeOf(rs.cfg.Settings.MaxSessionLifetime))
+	s.User = au.user
+	s.SetExpiry(au.expires)
 	s.Attach(conn, br, up.Conn, up.Reader, g.poll)
 	s.SetLimits(rl.forSession(key))
+	s.ID = sid
 	access := snap.cfg.Log.Access
 	s.OnEnd = func() {
-		g.reg.remove(s)
+		e := g.reg.remove(s)
 		g.metrics.SessionEnded(s)
 		// Log before the session stops counting as open, so that anyone
 		// who waits for the gateway to be idle finds every access line
@@ -303,12 +316,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if access {
 			g.accessLog(s)
 		}
+		g.sessionEnded(e)
 		g.active.Add(-1)
 		b.Release()
 		release()
 	}
 	g.active.Add(1)
-	g.reg.add(s)
+	tags := g.sessionTags(s, up.Header)
+	g.reg.add(s, tags, g.sessionStarted(s, rs, tags))
 	g.metrics.SessionStarted(s)
 	// A reload or admin drain that swept the registry while this handshake
 	// was in flight could not see this session: hold it to the config in
@@ -323,8 +338,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // most maxAttempts of them. A non-101 answer or a bad 101 ends the attempt at
 // once (it is the upstream's answer, not a failure to reach it). On success
 // the returned backend has been Acquired; the caller Releases it.
-func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr, stuck string) (*handshake.Upstream, *balance.Backend, error) {
-	hdr := upstreamHeader(r, rs.cfg, g.snap.Load().cfg.Server.TrustedProxies)
+func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr, stuck string, sid sessionID) (*handshake.Upstream, *balance.Backend, error) {
+	server := &g.snap.Load().cfg.Server
+	hdr := upstreamHeader(r, rs.cfg, server.TrustedProxies)
+	setSessionHeader(hdr, server.SessionIDHeader, sid)
 	protos := req.Protocols
 	if len(rs.cfg.Subprotocols) > 0 {
 		protos = nil
@@ -521,15 +538,15 @@ func (g *Gateway) logReject(r *http.Request, route string, status int, reason st
 func (g *Gateway) accessLog(s *relay.Session) {
 	cf, cm, cb := s.Tally(relay.SideClient)
 	uf, um, ub := s.Tally(relay.SideUpstream)
-	e := g.log.Info().Str("event", "session").Str("route", s.Route).Str("client", s.Client).
-		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).
+	e := g.log.Info().Str("event", "session").Str("session", sessionID(s.ID).String()).Str("route", s.Route).Str("client", s.Client).
+		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).Str("user", s.User).
 		Time("start", s.Start()).Float64("duration", time.Since(s.Start()).Seconds()).
 		Int64("c2u_frames", cf).Int64("c2u_messages", cm).Int64("c2u_bytes", cb).
 		Int64("u2c_frames", uf).Int64("u2c_messages", um).Int64("u2c_bytes", ub)
 	closeFields(e, "client", s, relay.SideClient)
 	closeFields(e, "upstream", s, relay.SideUpstream)
 	closedBy, why, truncated := s.Outcome()
-	e = e.Str("closed_by", closedBy).Str("reason", why).Bool("truncated", truncated)
+	e = e.Str("closed_by", closedBy).Str("reason", why).Bool("truncated", truncated).Int64("pushed", s.Pushed())
 	e.Msg("session closed")
 }
 
@@ -541,37 +558,6 @@ func closeFields(e *zerolog.Event, name string, s *relay.Session, side relay.Sid
 	} else {
 		e.Str(name+"_close_code", "none")
 	}
-}
-
-// registry is the set of live sessions, for shutdown, reload, drain and
-// metrics.
-type registry struct {
-	mu sync.Mutex
-	m  map[*relay.Session]struct{}
-}
-
-func (r *registry) init() { r.m = make(map[*relay.Session]struct{}) }
-
-func (r *registry) add(s *relay.Session) {
-	r.mu.Lock()
-	r.m[s] = struct{}{}
-	r.mu.Unlock()
-}
-
-func (r *registry) remove(s *relay.Session) {
-	r.mu.Lock()
-	delete(r.m, s)
-	r.mu.Unlock()
-}
-
-func (r *registry) list() []*relay.Session {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*relay.Session, 0, len(r.m))
-	for s := range r.m {
-		out = append(out, s)
-	}
-	return out
 }
 
 // Sessions returns the number of open sessions.

@@ -107,6 +107,7 @@ type httpRequest struct {
 	client  netip.Addr
 	proxies []netip.Prefix
 	stuck   string          // the valid sticky cookie value the client sent, or ""
+	user    string          // who authenticated (auth), "" if nobody
 	streams context.Context // Gateway.streams
 
 	stop    context.CancelFunc // ends the request (an event stream, at shutdown)
@@ -143,6 +144,9 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, snap *snapsh
 			return
 		}
 	}
+	if !g.authenticateHTTP(sw, r, st) {
+		return
+	}
 	if g.draining.Load() {
 		g.httpRefuse(sw, st, http.StatusServiceUnavailable, "gateway is shutting down",
 			http.Header{"Retry-After": {"5"}, "Connection": {"close"}})
@@ -161,7 +165,9 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, snap *snapsh
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(sw, r.Body, max)
+			// The server's own ResponseWriter: past the cap, it also
+			// closes the connection after the answer.
+			r.Body = http.MaxBytesReader(w, r.Body, max)
 		}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -209,7 +215,7 @@ func (g *Gateway) httpDone(st *httpRequest, sw *statusWriter, in *countingBody, 
 	}
 	e := g.log.Info().Str("event", "http").Str("route", name).Str("client", st.client.String()).
 		Str("method", st.in.Method).Str("path", st.in.URL.Path).Str("proto", st.in.Proto).Int("status", status).
-		Int64("bytes_in", in.n.Load()).Int64("bytes_out", sw.n).Str("upstream", upstream).
+		Int64("bytes_in", in.n.Load()).Int64("bytes_out", sw.n).Str("upstream", upstream).Str("user", st.user).
 		Float64("duration", d.Seconds())
 	if st.err != nil {
 		e = e.Str("error", st.err.Error())

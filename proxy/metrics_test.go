@@ -506,6 +506,8 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 	exchange(t, gw.Addr, upgradeRequest(gw.Addr, "/nowhere"))
 	waitFor(t, "the session to end", func() bool { return gw.Sessions() == 0 })
 	gw.metrics.RateLimited.WithLabelValues("echo", "messages").Add(0)
+	gw.sess.metrics.Pushed.WithLabelValues("echo").Add(0)
+	gw.sess.metrics.Events.WithLabelValues("echo", "connect", "ok").Add(0)
 	gw.metrics.HTTPRequests.WithLabelValues("echo", "200").Add(0)
 	gw.metrics.HTTPSeconds.WithLabelValues("echo")
 	mfs := scrape(t, gw.AdminAddr)
@@ -552,6 +554,8 @@ var specMetrics = map[string]struct {
 	"wsgate_close_total":              {dto.MetricType_COUNTER, []string{"code", "route", "side"}},
 	"wsgate_rate_limited_total":       {dto.MetricType_COUNTER, []string{"kind", "route"}},
 	"wsgate_upstream_up":              {dto.MetricType_GAUGE, []string{"route", "upstream"}},
+	"wsgate_pushed_messages_total":    {dto.MetricType_COUNTER, []string{"route"}},
+	"wsgate_events_total":             {dto.MetricType_COUNTER, []string{"event", "result", "route"}},
 	"wsgate_http_requests_total":      {dto.MetricType_COUNTER, []string{"code", "route"}},
 	"wsgate_http_request_seconds":     {dto.MetricType_HISTOGRAM, []string{"route"}},
 }
@@ -719,6 +723,7 @@ func TestAccessLogFields(t *testing.T) {
 		"client":                "127.0.0.1",
 		"upstream":              up.URL + "/ws",
 		"subprotocol":           "chat.v1",
+		"user":                  "", // no auth on the route
 		"c2u_frames":            6.0,
 		"c2u_messages":          float64(echoMessageCount),
 		"c2u_bytes":             float64(echoMessageBytes),
@@ -732,6 +737,10 @@ func TestAccessLogFields(t *testing.T) {
 		"closed_by":             "client",
 		"reason":                "normal",
 		"truncated":             false,
+		"pushed":                0.0,
+	}
+	if id, _ := m["session"].(string); !func() bool { _, ok := parseSessionID(id); return ok }() {
+		t.Errorf("access log session = %#v, want a session id", m["session"])
 	}
 	for k, v := range want {
 		if m[k] != v {
@@ -749,7 +758,7 @@ func TestAccessLogFields(t *testing.T) {
 		t.Errorf("access log duration %v, want between 0.02 and %v", m["duration"], after.Sub(before).Seconds())
 	}
 	for k := range m {
-		if _, ok := want[k]; !ok && k != "start" && k != "duration" {
+		if _, ok := want[k]; !ok && k != "start" && k != "duration" && k != "session" {
 			t.Errorf("access log has an unexpected field %s = %v", k, m[k])
 		}
 	}

@@ -256,10 +256,13 @@ func TestRelayKeepaliveLenient(t *testing.T) {
 // go only between frames): its payload bytes keep it alive.
 func TestRelayKeepaliveSlowFrame(t *testing.T) {
 	up, ups := rawUpstreamChan(t)
-	gw := startGateway(t, relayYAML(up.URL, append(keepaliveCfg, "max_frame_bytes", "8MiB", "max_message_bytes", "8MiB")...))
+	// Longer than keepaliveCfg's, so that a stall of the loaded machine
+	// between two pieces does not look like silence; still, the frame
+	// lasts well past ping_interval + pong_timeout.
+	gw := startGateway(t, relayYAML(up.URL, "ping_interval", "300ms", "pong_timeout", "600ms", "max_frame_bytes", "8MiB", "max_message_bytes", "8MiB"))
 	c := wstest.DialRaw(t, gw.Addr, "/")
 	u := recvPeer(t, ups)
-	const piece, pieces = 32 << 10, 50 // 1.6 MiB over 50 x 30ms = 1.5s
+	const piece, pieces = 32 << 10, 60 // 1.9 MiB over 60 x 30ms = 1.8s
 	h := c.Header(true, frame.OpBinary)
 	h.Length = piece * pieces
 	payload := pattern(piece*pieces, 9)

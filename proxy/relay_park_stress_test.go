@@ -17,7 +17,7 @@ import (
 	"wsgate/internal/wstest"
 )
 
-func parkEchoUpstream(t *testing.T) *rawUpstream {
+func parkEchoUpstream(t testing.TB) *rawUpstream {
 	return newRawUpstream(t, func(p *wstest.Peer) {
 		for {
 			f, err := p.Read()

@@ -57,7 +57,12 @@ func (g *Gateway) Listen() (*Listeners, error) {
 		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
+		// No TCP keepalive on accepted connections: the gateway's pings
+		// (ping_interval) find a dead client, and Go's default keepalive
+		// costs four setsockopt calls per connection (docs/relay.md
+		// "Keepalive pings and pong_timeout").
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), "tcp", l.addr)
 		if err != nil {
 			ls.Close()
 			return nil, err
@@ -183,6 +188,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	// The admin server starts last: once /readyz answers, the plain and
 	// TLS servers are already serving.
 	if ls.Admin != nil {
+		g.warnOpenAdmin(ls.Admin)
 		start(ls.Admin, g.adminHandler(), false, nil)
 		g.log.Info().Str("listen", ls.Admin.Addr().String()).Msg("admin listening")
 	}
@@ -199,6 +205,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 		s.SetKeepAlivesEnabled(false)
 	}
 	g.shutdown(context.Background(), &inflight)
+	g.closeEvents(eventsWait) // the disconnect events of the sessions just closed
 	// Only now are the listeners closed. Requests still being answered
 	// (a 503, a /readyz) get a moment; sessions are not http.Server's to
 	// wait for (their connections were hijacked) and are over by now.
@@ -221,6 +228,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 const (
 	cutWait         = 500 * time.Millisecond
 	serverCloseWait = 500 * time.Millisecond
+	eventsWait      = 500 * time.Millisecond
 )
 
 // counted wraps a WebSocket listener's handler so that the drain knows
@@ -311,6 +319,7 @@ wait:
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/drain", g.drainHandler)
+	g.sessionsAPI(mux)
 	mux.Handle("/metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -346,5 +355,5 @@ func (g *Gateway) adminHandler() http.Handler {
 			_, _ = w.Write([]byte(l + "\n"))
 		}
 	})
-	return mux
+	return g.adminAuth(mux)
 }

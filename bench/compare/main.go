@@ -5,13 +5,15 @@
 // BENCHMARKS.md and a chart. bench/compare.sh builds it and runs it; see
 // the README's Benchmarks section.
 //
-// The target wsgate-tls is wsgate with a TLS listener (a self-signed
-// certificate generated at start), dialled at wss://: it runs only the
-// scenarios of -tls-scenarios (idle-mem by default) and is reported for
-// information, outside the ratios to nginx and to the best peer.
+// The targets named with -tls (wsgate-tls, nginx-tls, haproxy-tls,
+// caddy-tls) are the same proxies terminating TLS on the client side (one
+// self-signed ECDSA P-256 certificate generated at start, TLS 1.3, the
+// upstream side plain ws://), dialled at wss://: they run only the
+// scenarios of -tls-scenarios and are compared with each other (ratios to
+// nginx-tls, best TLS peer), apart from the plain ws:// targets.
 //
 // One round is, for each scenario, one run against each target in a fixed
-// order (wsgate wsgate-tls nginx haproxy caddy direct), so slow drifts of
+// order (wsgate wsgate-tls nginx nginx-tls … direct), so slow drifts of
 // the machine hit every target alike and each round gives same-run ratios
 // to nginx. A run is discarded when other processes used more than -noise
 // of the machine's CPU while it ran; rounds repeat (up to -max-rounds,
@@ -45,10 +47,11 @@ type config struct {
 	duration, warmup, settle    time.Duration
 	sessions                    int
 	scenarios, targets          []string
-	tlsScenarios                []string // what wsgate-tls runs
+	tlsScenarios                []string // what the -tls targets run
 	noise                       float64
 	quietWait                   time.Duration
 	command                     string
+	syscalls                    bool // trace syscalls per operation after the rounds
 }
 
 func main() {
@@ -67,11 +70,12 @@ func main() {
 	flag.DurationVar(&c.settle, "settle", 5*time.Second, "idle-mem: wait before reading RSS")
 	flag.IntVar(&c.sessions, "sessions", 9000, "idle-mem sessions")
 	flag.StringVar(&scen, "scenarios", "echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem", "scenarios, in order")
-	flag.StringVar(&targ, "targets", "wsgate,wsgate-tls,nginx,haproxy,caddy,direct", "targets, in interleaving order")
-	flag.StringVar(&tlsScen, "tls-scenarios", "idle-mem", "the scenarios wsgate-tls runs (among -scenarios)")
+	flag.StringVar(&targ, "targets", "wsgate,wsgate-tls,nginx,nginx-tls,haproxy,haproxy-tls,caddy,caddy-tls,direct", "targets, in interleaving order")
+	flag.StringVar(&tlsScen, "tls-scenarios", "echo-small,handshake-rate,idle-mem", "the scenarios the -tls targets run (among -scenarios)")
 	flag.Float64Var(&c.noise, "noise", 0.10, "discard a run when other processes used more than this share of all CPUs")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 5*time.Second, "before a run, wait up to this for half a second of quiet")
 	flag.StringVar(&c.command, "command", "", "the command line to print in the report")
+	flag.BoolVar(&c.syscalls, "syscalls", false, "after the rounds, count each proxy's system calls per operation with strace (syscalls.go)")
 	rerender := flag.Bool("rerender", false, "only rewrite the report from -out's runs.jsonl and meta.json")
 	flag.Parse()
 	c.scenarios = splitList(scen)
@@ -245,17 +249,35 @@ type target struct {
 
 // tlsTarget is wsgate behind its own TLS listener: the client side is
 // wss://, the upstream side the same plain ws:// backend as every target.
+// nginx-tls, haproxy-tls and caddy-tls are its peers.
 const tlsTarget = "wsgate-tls"
 
-// informational reports whether target t is shown for information only:
-// outside the ratios to nginx, the best-peer table, the chart and the
-// headroom check, which compare plain ws:// proxies.
-func informational(t string) bool { return t == tlsTarget }
+// protoTarget is bench/epollproto, the event-driven prototype of issue 23:
+// a measurement, not a proxy users could run. It is not a peer: it has no
+// best-peer row.
+const protoTarget = "epoll-proto"
+
+// isTLS reports whether target t terminates TLS on the client side.
+func isTLS(t string) bool { return strings.HasSuffix(t, "-tls") }
+
+// ratioBase is the target t's figures are divided by in its round: nginx
+// for the plain targets, nginx-tls for the TLS ones.
+func ratioBase(t string) string {
+	if isTLS(t) {
+		return "nginx-tls"
+	}
+	return "nginx"
+}
+
+// informational reports whether target t is left out of the comparisons
+// of plain ws:// proxies (the chart, the headroom check, the plain
+// best-peer rows): the TLS targets, which have their own.
+func informational(t string) bool { return isTLS(t) }
 
 // runsScenario reports whether target t runs scenario s: every target
-// runs every scenario, except wsgate-tls, which runs c.tlsScenarios.
+// runs every scenario, except the TLS ones, which run c.tlsScenarios.
 func runsScenario(c config, s, t string) bool {
-	if t != tlsTarget {
+	if !isTLS(t) {
 		return true
 	}
 	for _, x := range c.tlsScenarios {
@@ -361,6 +383,13 @@ func run(ctx context.Context, c config) error {
 			roundTime = time.Since(rstart)
 		}
 	}
+	if c.syscalls {
+		if err := b.runSyscalls(ctx); err != nil {
+			return err
+		}
+	} else {
+		_ = os.Remove(filepath.Join(c.out, syscallsFile)) // not this run's
+	}
 	env.Elapsed = time.Since(began).Round(time.Second)
 	if err := saveMeta(c, env); err != nil {
 		return err
@@ -396,8 +425,9 @@ func shortScenarios(c config, runs []*runRecord) []string {
 	return out
 }
 
-// tmplData fills the config templates; Cert and Key only for wsgate-tls.
-type tmplData struct{ Dir, Listen, Backend, Cert, Key string }
+// tmplData fills the config templates; Cert, Key and Bundle (both in one
+// file, for HAProxy) only for the TLS targets.
+type tmplData struct{ Dir, Listen, Backend, Cert, Key, Bundle string }
 
 func (b *bench) newTarget(name string) (*target, error) {
 	t := &target{name: name}
@@ -414,14 +444,23 @@ func (b *bench) newTarget(name string) (*target, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	file := map[string]string{"wsgate": "wsgate.yaml", tlsTarget: "wsgate-tls.yaml", "nginx": "nginx.conf", "haproxy": "haproxy.cfg", "caddy": "Caddyfile"}[name]
+	if name == protoTarget {
+		t.argv = []string{filepath.Join(b.c.bin, "epollproto"), "-listen", t.listen, "-backend", b.bAddr}
+		// One event loop, on one P: like nginx's one worker. More Ps
+		// would only spin (nanosleep, futex) while the loop waits in
+		// epoll_wait.
+		t.env = []string{"GOMAXPROCS=1"}
+		return t, nil
+	}
+	file := map[string]string{"wsgate": "wsgate.yaml", tlsTarget: "wsgate-tls.yaml", "nginx": "nginx.conf", "nginx-tls": "nginx-tls.conf",
+		"haproxy": "haproxy.cfg", "haproxy-tls": "haproxy-tls.cfg", "caddy": "Caddyfile", "caddy-tls": "Caddyfile-tls"}[name]
 	if file == "" {
 		return nil, fmt.Errorf("unknown target %q", name)
 	}
 	d := tmplData{Dir: dir, Listen: t.listen, Backend: b.bAddr}
-	if name == tlsTarget {
+	if isTLS(name) {
 		t.tls = true
-		if d.Cert, d.Key, err = selfSigned(dir); err != nil {
+		if d.Cert, d.Key, d.Bundle, err = selfSigned(dir); err != nil {
 			return nil, fmt.Errorf("%s: certificate: %w", name, err)
 		}
 	}
@@ -429,8 +468,8 @@ func (b *bench) newTarget(name string) (*target, error) {
 	if err := render(filepath.Join(b.c.configs, file+".tmpl"), cfg, d); err != nil {
 		return nil, err
 	}
-	switch name {
-	case "wsgate", tlsTarget:
+	switch strings.TrimSuffix(name, "-tls") {
+	case "wsgate":
 		t.argv = []string{filepath.Join(b.c.bin, "wsgate"), "-config", cfg}
 	case "nginx":
 		t.argv = []string{"nginx", "-c", cfg, "-p", dir + "/", "-g", "daemon off;"}

@@ -207,12 +207,13 @@ func summarize(c config, runs []*runRecord) map[string]map[string]*cell {
 			cl := out[s][t]
 			value := func(r *runRecord) float64 { return r.Value }
 			cpu := func(r *runRecord) float64 { return r.GatewayCPUPerOpUs }
-			rs := sameRoundRatios(runs, s, t, "nginx", value, isKept)
-			cs := sameRoundRatios(runs, s, t, "nginx", cpu, isKept)
+			base := ratioBase(t)
+			rs := sameRoundRatios(runs, s, t, base, value, isKept)
+			cs := sameRoundRatios(runs, s, t, base, cpu, isKept)
 			if len(rs) < need {
 				cl.fallback = true
-				rs = sameRoundRatios(runs, s, t, "nginx", value, notFailed)
-				cs = sameRoundRatios(runs, s, t, "nginx", cpu, notFailed)
+				rs = sameRoundRatios(runs, s, t, base, value, notFailed)
+				cs = sameRoundRatios(runs, s, t, base, cpu, notFailed)
 			}
 			cl.pairs = len(rs)
 			cl.ratio, cl.cpuRatio = median(rs), median(cs)
@@ -354,6 +355,10 @@ func ms(us float64) string {
 	return f(us/1000, 2)
 }
 
+// keptMarker starts the part of BENCHMARKS.md that writeReport keeps as
+// it is: figures measured by other scripts.
+const keptMarker = "<!-- kept by bench/compare: sections below are written by hand from other scripts -->"
+
 func writeReport(c config, e *env, runs []*runRecord) error {
 	sum := summarize(c, runs)
 	var w strings.Builder
@@ -386,14 +391,14 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	p("- Machine: %s, %s, %s RAM. Every process is capped at 20,000 open files.\n", e.CPU, e.Kernel, e.Mem)
 	p("- Software: wsgate %s built with %s; %s; %s; Caddy %s (Debian packages).\n", e.Versions["wsgate"], e.Go, e.Versions["nginx"], e.Versions["haproxy"], e.Versions["caddy"])
 	p("- Setup: each proxy has one worker (nginx `worker_processes 1`, HAProxy `nbthread 1`); wsgate and Caddy are Go programs and run with Go's default GOMAXPROCS (%d here); the load generator and the backend share the same %d CPUs. No access logs anywhere. Configs: [bench/configs](%s).\n", runtime.NumCPU(), runtime.NumCPU(), rel(c.md, c.configs))
-	hasTLS := slices.Contains(c.targets, tlsTarget)
+	hasTLS := slices.ContainsFunc(c.targets, isTLS)
 	if hasTLS {
-		p("- TLS: `%s`, shown as \"%s\", is the same wsgate and route with a TLS listener (`server.tls_listen`) instead of the plain one: a self-signed ECDSA P-256 certificate for 127.0.0.1 generated at start ([wsgate-tls.yaml.tmpl](%s)), dialled at wss:// with `wsbench -insecure`; Go's client and server negotiate TLS 1.3. The upstream side stays plain ws://. It runs %s only and is for information: it is left out of the ratios to nginx, the best-peer table, the headroom check and the chart.\n",
-			tlsTarget, displayName(tlsTarget), rel(c.md, filepath.Join(c.configs, "wsgate-tls.yaml.tmpl")), strings.Join(tlsScenarioList(c), ", "))
+		p("- TLS: the targets named `…-tls` (shown as \"… (wss://)\") are the same proxies terminating TLS on the client side: one self-signed ECDSA P-256 certificate for 127.0.0.1 generated at start, TLS 1.3 only, dialled at wss:// with `wsbench -insecure`, which never resumes a session (and nginx and HAProxy keep no session cache or tickets), so every handshake is a full one; the upstream side stays plain ws://. They run %s only, and are compared with each other: their \"× nginx\" is the ratio to nginx (wss://) in the same round, and they have their own rows in the best-peer table; they are left out of the headroom check and the chart, which compare the plain ws:// proxies.\n",
+			strings.Join(tlsScenarioList(c), ", "))
 	}
 	only := ""
 	if hasTLS {
-		only = fmt.Sprintf(" (%s: %s only)", tlsTarget, strings.Join(tlsScenarioList(c), ", "))
+		only = fmt.Sprintf(" (the -tls targets: %s only)", strings.Join(tlsScenarioList(c), ", "))
 	}
 	p("- Runs: %d round(s); in each, every scenario runs against `%s` in that order%s, so each round gives same-run ratios to nginx. %s measured after %s of warm-up per run; idle-mem holds %d sessions.\n\n",
 		rounds, strings.Join(c.targets, " "), only, c.duration, c.warmup, c.sessions)
@@ -455,7 +460,7 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	p("## Results\n\n")
 	p("Medians. \"× nginx\" is the median over rounds of the target's figure divided by nginx's figure from the same round. CPU is the target's own user+system time over the measured window, from `/proc/PID/stat` (nginx: master and worker), divided by the operations in that window.")
 	if hasTLS {
-		p(" \"%s\" (target `%s`) has wss:// on the client side and no ratio: every other target is plain ws://.", displayName(tlsTarget), tlsTarget)
+		p(" The wss:// targets' \"× nginx\" is to nginx (wss://).")
 	}
 	p("\n\n")
 	for _, s := range c.scenarios {
@@ -510,39 +515,27 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	}
 
 	p("## wsgate against the best peer\n\n")
-	p("The peer with the best median in each scenario, and the median over rounds of wsgate's figure divided by that peer's from the same round.\n\n")
-	p("| scenario | best peer | wsgate ÷ best peer |\n|---|---|---:|\n")
+	p("The peer with the best median in each scenario, and the median over rounds of wsgate's figure divided by that peer's from the same round; over ws:// and, where the -tls targets ran, with wss:// on the client side (wsgate (wss://) against the best peer with wss://).\n\n")
+	p("| scenario | client side | best peer | wsgate ÷ best peer |\n|---|---|---|---:|\n")
 	for _, s := range c.scenarios {
-		lowerBetter := s == "idle-mem"
-		best, bname := math.NaN(), ""
-		for _, t := range []string{"nginx", "haproxy", "caddy"} {
-			cl := sum[s][t]
-			if cl == nil || math.IsNaN(cl.value) {
-				continue
+		for _, side := range []string{"ws://", "wss://"} {
+			suffix := ""
+			if side == "wss://" {
+				suffix = "-tls"
 			}
-			if math.IsNaN(best) || (lowerBetter && cl.value < best) || (!lowerBetter && cl.value > best) {
-				best, bname = cl.value, t
+			if row, ok := bestPeerRow(c, runs, sum, s, "wsgate"+suffix, []string{"nginx" + suffix, "haproxy" + suffix, "caddy" + suffix}); ok {
+				p("| %s | %s | %s |\n", s, side, row)
 			}
-		}
-		if g := sum[s]["wsgate"]; g != nil && bname != "" {
-			note := "higher is better"
-			if lowerBetter {
-				note = "lower is better"
-			}
-			value := func(r *runRecord) float64 { return r.Value }
-			rs, dag := sameRoundRatios(runs, s, "wsgate", bname, value, isKept), ""
-			if len(rs) < max(c.rounds, 1) {
-				rs, dag = sameRoundRatios(runs, s, "wsgate", bname, value, notFailed), " †"
-			}
-			p("| %s | %s (%s %s) | %s%s (%s) |\n", s, bname, num(best), unitOf(runs, s, bname), f(median(rs), 2), dag, note)
 		}
 	}
 	p("\n")
 
+	syscallTables(loadSyscalls(c.out), c.scenarios, p)
+
 	p("## How it was run\n\n")
 	p("One command, from the repository root:\n\n```sh\n%s\n```\n\n", c.command)
 	p("It installs nginx, HAProxy and Caddy from Debian's packages if they are missing, builds `wsgate`, `wsbench` and the orchestrator (`bench/compare`), starts one `wsbench backend` shared by every target, renders the configs of [bench/configs](%s) into a temporary directory with free ports, runs the rounds, writes this file, the chart and every run as a JSON line in `runs.jsonl` (in [%s](%s)), and stops every process it started (by PID). ", rel(c.md, c.configs), c.out, rel(c.md, c.out))
-	p("Before each idle-mem run the target is restarted, so its RSS growth is measured from a fresh process. Durations and counts come from environment variables: `DURATION`, `WARMUP`, `ROUNDS`, `MAX_ROUNDS`, `BUDGET`, `SESSIONS`, `SETTLE`, `SCENARIOS`, `TARGETS`, `TLS_SCENARIOS` (what `%s` runs), `NOISE`, `QUIET_WAIT`, `OUT`.\n\n", tlsTarget)
+	p("Before each idle-mem run the target is restarted, so its RSS growth is measured from a fresh process. Durations and counts come from environment variables: `DURATION`, `WARMUP`, `ROUNDS`, `MAX_ROUNDS`, `BUDGET`, `SESSIONS`, `SETTLE`, `SCENARIOS`, `TARGETS`, `TLS_SCENARIOS` (what the -tls targets run), `NOISE`, `QUIET_WAIT`, `OUT`.\n\n")
 	p("The runs against wsgate were, for example (the port is picked per run; the other targets get the same flags and their own port and PID):\n\n```sh\n")
 	for _, s := range c.scenarios {
 		if ex := e.Examples[s]; ex != "" {
@@ -557,6 +550,13 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	p("```\n\n")
 	p("`wsbench` uses wsgate's own frame codec and upstream dialer (over crypto/tls for wss://): frames are built into reused buffers, each with a fresh masking key (except stream-large, which masks its 1 MiB payload once per connection and resends it, so that the client does not spend as much CPU re-masking as the relay it measures), and written with one system call per batch; connections are spread over source addresses 127.0.0.2–17 so that ports never run short.\n")
 
+	// Sections other scripts write (bench/broadcast.sh) follow keptMarker
+	// and survive this rewrite.
+	if old, err := os.ReadFile(c.md); err == nil {
+		if i := strings.Index(string(old), keptMarker); i >= 0 {
+			p("\n%s", old[i:])
+		}
+	}
 	if err := os.WriteFile(c.md, []byte(w.String()), 0o644); err != nil {
 		return err
 	}
@@ -590,19 +590,46 @@ func cmpFloat(a, b float64) int {
 
 // displayName is how a target is named in the report's tables.
 func displayName(t string) string {
-	if t == tlsTarget {
-		return "wsgate (wss:// client side)"
+	if isTLS(t) {
+		return strings.TrimSuffix(t, "-tls") + " (wss://)"
 	}
 	return t
 }
 
-// ratioText prints a ratio to nginx, or "n/a" for a target shown for
-// information only.
-func ratioText(t string, r float64) string {
-	if informational(t) {
-		return "n/a"
+// ratioText prints a ratio to the target's ratioBase.
+func ratioText(t string, r float64) string { return f(r, 2) }
+
+// bestPeerRow is the best-peer table's row for target g in scenario s:
+// the peer with the best median and the median of same-round ratios
+// (kept pairs, else every pair that did not fail, marked †).
+func bestPeerRow(c config, runs []*runRecord, sum map[string]map[string]*cell, s, g string, peers []string) (string, bool) {
+	if !runsScenario(c, s, g) {
+		return "", false
 	}
-	return f(r, 2)
+	lowerBetter := s == "idle-mem"
+	best, bname := math.NaN(), ""
+	for _, t := range peers {
+		cl := sum[s][t]
+		if cl == nil || math.IsNaN(cl.value) {
+			continue
+		}
+		if math.IsNaN(best) || (lowerBetter && cl.value < best) || (!lowerBetter && cl.value > best) {
+			best, bname = cl.value, t
+		}
+	}
+	if cl := sum[s][g]; cl == nil || bname == "" {
+		return "", false
+	}
+	note := "higher is better"
+	if lowerBetter {
+		note = "lower is better"
+	}
+	value := func(r *runRecord) float64 { return r.Value }
+	rs, dag := sameRoundRatios(runs, s, g, bname, value, isKept), ""
+	if len(rs) < max(c.rounds, 1) {
+		rs, dag = sameRoundRatios(runs, s, g, bname, value, notFailed), " †"
+	}
+	return fmt.Sprintf("%s (%s %s) | %s%s (%s)", displayName(bname), num(best), unitOf(runs, s, bname), f(median(rs), 2), dag, note), true
 }
 
 // tlsScenarioList is what wsgate-tls runs, in the order of c.scenarios.

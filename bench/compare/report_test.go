@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/xml"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -60,17 +61,20 @@ func TestWriteReport(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	c := config{
-		scenarios: []string{"echo-small", "idle-mem"}, targets: []string{"wsgate", "wsgate-tls", "nginx", "haproxy", "caddy", "direct"},
+		scenarios:    []string{"echo-small", "idle-mem"},
+		targets:      []string{"wsgate", "wsgate-tls", "nginx", "nginx-tls", "haproxy", "haproxy-tls", "caddy", "direct"},
 		tlsScenarios: []string{"idle-mem"},
 		out:          dir, md: filepath.Join(dir, "BENCHMARKS.md"), configs: "bench/configs", command: "bench/compare.sh",
 		rounds: 1, maxRounds: 1, sessions: 9000, noise: 0.1,
 	}
 	var runs []*runRecord
 	for i, tg := range c.targets {
-		if tg != "wsgate-tls" {
+		if !isTLS(tg) {
 			runs = append(runs, rec(1, "echo-small", tg, float64(100*(i+1)), true))
 		}
-		r := rec(1, "idle-mem", tg, float64(5*(i+1)), i != 3) // wsgate 5, wsgate-tls 10 KiB; haproxy noisy
+		// KiB/session: wsgate 5, wsgate-tls 10, nginx 15, nginx-tls 20,
+		// haproxy 25 (noisy), haproxy-tls 30.
+		r := rec(1, "idle-mem", tg, float64(5*(i+1)), i != 4)
 		r.Unit, r.Opened, r.OpenS = "KiB/session", 9000, 3
 		runs = append(runs, r)
 	}
@@ -84,28 +88,36 @@ func TestWriteReport(t *testing.T) {
 	}
 	for _, want := range []string{"## The load generator is not the bottleneck", "### echo-small", "### idle-mem",
 		"| haproxy † |", "bench/compare.sh", "![ratios to nginx](ratios.svg)", "**1 discarded for noise**",
-		"| wsgate (wss:// client side) | 10.0 | n/a |", "median of same-round differences: 5.00 KiB",
-		"`wsgate wsgate-tls nginx haproxy caddy direct` in that order (wsgate-tls: idle-mem only)"} {
+		// A TLS target's ratio is to nginx (wss://): 10 / 20.
+		"| wsgate (wss://) | 10.0 | 0.50 |", "median of same-round differences: 5.00 KiB",
+		"`wsgate wsgate-tls nginx nginx-tls haproxy haproxy-tls caddy direct` in that order (the -tls targets: idle-mem only)",
+		// Best peers: over ws:// nginx (15 < 25 noisy haproxy), over wss:// nginx (wss://).
+		"| idle-mem | ws:// | nginx (15.0 KiB/session) | 0.33 (lower is better) |",
+		"| idle-mem | wss:// | nginx (wss://) (20.0 KiB/session) | 0.50 (lower is better) |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
-	// wsgate-tls ran idle-mem only: no row elsewhere, and it is no "best
-	// peer" nor the fastest proxy.
+	// The TLS targets ran idle-mem only: no row elsewhere, and none is the
+	// fastest proxy of the headroom check.
 	echo := string(md)[strings.Index(string(md), "### echo-small"):strings.Index(string(md), "### idle-mem")]
 	if strings.Contains(echo, "wss://") {
-		t.Errorf("echo-small table has a wsgate-tls row:\n%s", echo)
+		t.Errorf("echo-small table has a TLS row:\n%s", echo)
 	}
 	best := string(md)[strings.Index(string(md), "## wsgate against the best peer"):strings.Index(string(md), "## How it was run")]
-	if strings.Contains(best, "wsgate-tls") || strings.Contains(best, "wss://") {
-		t.Errorf("best-peer table mentions wsgate-tls")
+	if strings.Contains(best, "| echo-small | wss://") {
+		t.Errorf("best-peer table has a wss:// row for a scenario the TLS targets did not run:\n%s", best)
+	}
+	head := string(md)[strings.Index(string(md), "## The load generator"):strings.Index(string(md), "## Results")]
+	if strings.Contains(head, "wss://") || strings.Contains(head, "-tls") {
+		t.Errorf("the headroom check compares a TLS target:\n%s", head)
 	}
 	svg, err := os.ReadFile(filepath.Join(dir, "ratios.svg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(svg), "wsgate-tls") {
-		t.Error("the chart of ratios to nginx has wsgate-tls")
+	if strings.Contains(string(svg), "-tls") || strings.Contains(string(svg), "wss://") {
+		t.Error("the chart of ratios to nginx has a TLS target")
 	}
 	d := xml.NewDecoder(strings.NewReader(string(svg)))
 	for {
@@ -179,5 +191,46 @@ func TestTLSTargetRunsItsScenariosOnly(t *testing.T) {
 	runs = runs[1:] // wsgate's idle-mem run
 	if short := shortScenarios(c, runs); len(short) != 1 || short[0] != "idle-mem" {
 		t.Errorf("short %v, want idle-mem", short)
+	}
+}
+
+// TestParseStraceSummary reads strace -c output with and without the
+// errors column, and skips the header and total lines.
+func TestParseStraceSummary(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "strace.txt")
+	text := `% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 52.10    0.412345           3    120000     60000 read
+ 40.00    0.300000           2    120000           write
+  1.00    0.001000           1        10           epoll_pwait
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.713345           2    240010     60000 total
+`
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls, errs, err := parseStraceSummary(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls["read"] != 120000 || calls["write"] != 120000 || calls["epoll_pwait"] != 10 || len(calls) != 3 {
+		t.Errorf("calls %v", calls)
+	}
+	if errs["read"] != 60000 || errs["write"] != 0 {
+		t.Errorf("errors %v", errs)
+	}
+	var b strings.Builder
+	syscallTables([]syscallRun{
+		{Scenario: "echo-small", Target: "wsgate", Ops: 60000, Calls: calls, Errors: errs},
+		{Scenario: "echo-small", Target: "nginx", Ops: 60000, Calls: map[string]int64{"recvfrom": 120000, "sendto": 120000}},
+	}, []string{"echo-small"}, func(format string, a ...any) { fmt.Fprintf(&b, format, a...) })
+	for _, want := range []string{"| syscall | wsgate | nginx |", "| `read` | 2.00 (1.00) | 0.00 |", "| `recvfrom` | 0.00 | 2.00 |", "| **all** | **4.00** | **4.00** |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "epoll_pwait") {
+		t.Errorf("a syscall under 0.01 per operation is listed:\n%s", b.String())
 	}
 }

@@ -17,17 +17,18 @@ import (
 )
 
 // selfSigned writes a fresh self-signed certificate for 127.0.0.1 (IP SAN)
-// and its key, ECDSA P-256, as cert.pem and key.pem (0600) in dir, for the
-// TLS listener of wsgate-tls. wsbench dials it with -insecure; the
-// certificate can also serve as its own root (wsbench -ca cert.pem).
-func selfSigned(dir string) (certFile, keyFile string, err error) {
+// and its key, ECDSA P-256, as cert.pem and key.pem (0600) in dir, and both
+// in bundle.pem (0600, HAProxy's crt), for the TLS listener of a -tls
+// target. wsbench dials it with -insecure; the certificate can also serve
+// as its own root (wsbench -ca cert.pem).
+func selfSigned(dir string) (certFile, keyFile, bundleFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -42,18 +43,23 @@ func selfSigned(dir string) (certFile, keyFile string, err error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return "", "", err
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
+	certFile, keyFile, bundleFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "bundle.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		return "", "", "", err
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
-		return "", "", err
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		return "", "", "", err
 	}
-	return certFile, keyFile, nil
+	if err := os.WriteFile(bundleFile, append(certPEM, keyPEM...), 0o600); err != nil {
+		return "", "", "", err
+	}
+	return certFile, keyFile, bundleFile, nil
 }

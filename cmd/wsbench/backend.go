@@ -62,7 +62,12 @@ func handleBackend(nc net.Conn) {
 		return
 	}
 	var hb [256]byte
-	if _, err := nc.Write(handshake.AppendResponse101(hb[:0], r.Key, "", nil)); err != nil {
+	var extra http.Header
+	if tags := req.URL.Query().Get("tags"); tags != "" {
+		// Tags for the gateway's sessions API (the broadcast scenario).
+		extra = http.Header{"X-Wsgate-Tags": {tags}}
+	}
+	if _, err := nc.Write(handshake.AppendResponse101(hb[:0], r.Key, "", extra)); err != nil {
 		return
 	}
 	_ = nc.SetReadDeadline(time.Time{})

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,7 @@ func (c *client) dialTCP(ctx context.Context, network, addr string) (net.Conn, e
 // dial opens one connection to path (appended to the client URL's path).
 func (c *client) dial(ctx context.Context, path string) (*conn, error) {
 	u := *c.u
+	path, u.RawQuery, _ = strings.Cut(path, "?")
 	u.Path = joinPath(u.Path, path)
 	up, err := c.d.Dial(ctx, &u, nil, nil)
 	if err != nil {

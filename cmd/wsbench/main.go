@@ -19,6 +19,10 @@
 //	                message and closing it: sessions/s and connect p99
 //	idle-mem        9,000 sessions opened and held, then closed cleanly:
 //	                the gateway's RSS growth per session (needs -pid)
+//	broadcast       -sessions sessions tagged by the backend get broadcasts
+//	                (POST /broadcast on -admin) back to back while 16
+//	                other sessions echo: broadcast duration, echo RTT p99
+//	                with and without (wsgate only)
 //
 // A wss:// URL is dialled over TLS (HTTP/1.1 by ALPN): its certificate is
 // checked against the system roots, or against -ca FILE (PEM), or not at
@@ -148,6 +152,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured time before the window")
 	fs.IntVar(&o.Sessions, "sessions", 9000, "idle-mem: sessions to hold open")
 	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "idle-mem: wait after opening before reading RSS")
+	fs.StringVar(&o.Admin, "admin", "", "broadcast: the gateway's admin listener, http://HOST:PORT")
+	tokenFile := fs.String("admin-token-file", "", "broadcast: file holding the admin bearer token (server.admin_token_file)")
 	pids := fs.String("pid", "", "comma-separated PIDs of the gateway (descendants included), for CPU and RSS")
 	fs.IntVar(&o.Sources, "sources", 16, "spread connections over this many source addresses 127.0.0.2…")
 	insecure := fs.Bool("insecure", false, "wss://: do not verify the server's certificate (self-signed benchmark certificates)")
@@ -162,6 +168,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.TLS = tlsConf
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "wsbench:", err)
+			return 2
+		}
+		o.AdminToken = strings.TrimSpace(string(b))
+	}
 	if stop, err := startProfile(*prof); err != nil {
 		fmt.Fprintln(stderr, "wsbench:", err)
 		return 1

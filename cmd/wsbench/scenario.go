@@ -31,6 +31,8 @@ type options struct {
 	PIDs     []int         // the gateway's processes (their descendants too)
 	Sources  int           // source addresses 127.0.0.2… to spread over; <=1: the default
 	TLS      *tls.Config   // for wss:// URLs; nil: verify against the system roots
+	// broadcast: the gateway's admin listener and its bearer token.
+	Admin, AdminToken string
 }
 
 // result is one line of JSON output. Value/Metric is the headline figure
@@ -70,6 +72,13 @@ type result struct {
 	ClosedEarly   int64   `json:"closed_early,omitempty"`
 	CloseS        float64 `json:"close_s,omitempty"`
 
+	// broadcast: sessions reached per broadcast, its duration (median,
+	// max), and the echo RTT p99 without broadcasts (P99us is with).
+	Reached    int64   `json:"reached,omitempty"`
+	BcastP50ms float64 `json:"broadcast_p50_ms,omitempty"`
+	BcastMaxMs float64 `json:"broadcast_max_ms,omitempty"`
+	BaseP99us  float64 `json:"baseline_p99_us,omitempty"`
+
 	Errors     int64  `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -86,6 +95,7 @@ var scenarios = map[string]scenario{
 	"stream-large":   {run: runStream, conns: 4, size: 1 << 20},
 	"handshake-rate": {run: runHandshake, conns: 16, size: 16},
 	"idle-mem":       {run: runIdle, conns: 64, size: 16},
+	"broadcast":      {run: runBroadcast, conns: 16, size: 128},
 }
 
 // errs counts errors and keeps the first one.

@@ -46,6 +46,9 @@ type Config struct {
 	Cluster  ClusterConfig // cluster.go
 	Defaults RouteSettings // the resolved `defaults` block
 	Routes   []*Route      // in file order
+	// AdminToken is the content of server.admin_token_file, read at load
+	// ("" without one).
+	AdminToken string
 	// Warnings are odd-but-legal findings, "file:line: key: message", sorted by
 	// line. `wsgate validate` prints them; the gateway logs them.
 	Warnings []string
@@ -68,6 +71,9 @@ type ServerConfig struct {
 	ShutdownGrace       time.Duration // > 0
 	ShutdownCloseCode   uint16        // 1001 or 1012
 	CloseSpread         time.Duration // >= 0 and < ShutdownGrace
+	// The sessions API (README "Sessions API and events").
+	SessionIDHeader string // sent upstream with the session id; "" = not sent
+	AdminTokenFile  string // "" = the admin listener asks for no token (Config.AdminToken holds it)
 }
 
 // TLSConfig is the `tls` block. It only takes effect when
@@ -122,6 +128,8 @@ type RouteSettings struct {
 	// Empty = any origin.
 	Origins   []string
 	RateLimit RateLimits
+	// Events is where session start and end are POSTed; nil = nowhere.
+	Events *Events
 	// MaxRequestBodyBytes caps a proxied HTTP request's body (413).
 	MaxRequestBodyBytes Size
 	// HTTPResponseTimeout is how long a proxied HTTP request waits for the
@@ -130,6 +138,8 @@ type RouteSettings struct {
 	// MaxSessionLifetime ends a session this old (±10 % jitter) with 1001
 	// on both sides; 0 = unlimited (README "Running several instances").
 	MaxSessionLifetime time.Duration
+	// Auth is the `auth` block (README "Authentication").
+	Auth *Auth // nil: no authentication
 }
 
 // EffectiveMaxFrameBytes is the largest frame that can pass: MaxFrameBytes,

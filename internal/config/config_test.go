@@ -217,7 +217,7 @@ func TestConfigExample(t *testing.T) {
 	}
 	text := string(data)
 	for _, keys := range [][]string{topKeys, serverKeys, tlsKeys, acmeKeys, certKeys, logKeys, settingKeys,
-		rateKeys, rateSpecKeys, routeKeys, upstreamKeys, upTLSKeys} {
+		rateKeys, rateSpecKeys, routeKeys, upstreamKeys, upTLSKeys, authKeys, jwtKeys, forwardKeys} {
 		for _, k := range keys {
 			if !regexp.MustCompile(`(^|[\s{,#-])` + regexp.QuoteMeta(k) + `:`).MatchString(text) {
 				t.Errorf("config.example.yaml does not show the key %q", k)
@@ -239,6 +239,7 @@ func specServerDefaults(listen, admin string) ServerConfig {
 		ShutdownGrace:       30 * time.Second,
 		ShutdownCloseCode:   1001,
 		CloseSpread:         5 * time.Second,
+		SessionIDHeader:     "X-Wsgate-Session",
 	}
 }
 
@@ -311,6 +312,7 @@ func TestConfigFull(t *testing.T) {
 		ShutdownGrace:       20 * time.Second,
 		ShutdownCloseCode:   1012,
 		CloseSpread:         2 * time.Second,
+		SessionIDHeader:     "X-Wsgate-Session",
 	}
 	if !reflect.DeepEqual(cfg.Server, wantServer) {
 		t.Errorf("server:\n got %+v\nwant %+v", cfg.Server, wantServer)
@@ -832,6 +834,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("a: &a [*a]"))
 	f.Add([]byte("routes:\n  - <<: *x\n"))
 	f.Add([]byte("\xff\xfe"))
+	f.Add([]byte("server: {session_id_header: X-S}\ndefaults: {events: {url: \"http://x/e\", on: [connect], timeout: 1s}}\nroutes: [{name: a, upstreams: [builtin:echo], events: none}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -861,6 +864,9 @@ func FuzzParseConfig(f *testing.F) {
 			s := r.Settings
 			if s.MaxFrameBytes < 125 || s.MaxMessageBytes <= 0 || s.IdleTimeout <= 0 || s.PingInterval > 0 && s.PongTimeout <= 0 {
 				t.Fatalf("invalid settings accepted: %+v", s)
+			}
+			if e := s.Events; e != nil && (e.URL == "" || e.Timeout <= 0) {
+				t.Fatalf("invalid events accepted: %+v", e)
 			}
 			if b := s.RateLimit.Bytes; b != nil && Size(b.Burst) < s.EffectiveMaxFrameBytes() {
 				t.Fatalf("bytes burst %d below the frame cap %d", b.Burst, s.EffectiveMaxFrameBytes())

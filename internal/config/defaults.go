@@ -19,12 +19,13 @@ var (
 	topKeys    = []string{"server", "tls", "log", "cluster", "defaults", "routes"}
 	serverKeys = []string{"listen", "tls_listen", "admin_listen", "trusted_proxies", "proxy_protocol",
 		"max_connections", "handshake_timeout", "max_header_bytes", "max_pending_per_ip",
-		"upstream_failure_code", "shutdown_grace", "shutdown_close_code", "close_spread"}
+		"upstream_failure_code", "shutdown_grace", "shutdown_close_code", "close_spread",
+		"session_id_header", "admin_token_file"}
 	tlsKeys      = []string{"acme", "certificates", "min_version"}
 	acmeKeys     = []string{"email", "ca", "ca_root", "agree_terms", "storage"}
 	certKeys     = []string{"cert", "key"}
 	logKeys      = []string{"level", "format", "access"}
-	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit", "max_request_body_bytes", "http_response_timeout", "max_session_lifetime"}
+	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit", "max_request_body_bytes", "http_response_timeout", "auth", "events", "max_session_lifetime"}
 	rateKeys     = []string{"requests", "handshakes", "connections_per_ip", "messages", "messages_per_ip", "bytes", "frames", "on_exceed"}
 	rateSpecKeys = []string{"rate", "burst"}
 	routeKeys    = []string{"name", "host", "path", "strip_prefix", "upstreams", "balance", "upstream_tls", "subprotocols", "set_headers", "allow_plain", "http", "sticky_cookie"}
@@ -44,6 +45,7 @@ func builtinServer() ServerConfig {
 		ShutdownGrace:       30 * time.Second,
 		ShutdownCloseCode:   1001,
 		CloseSpread:         5 * time.Second,
+		SessionIDHeader:     DefaultSessionIDHeader,
 	}
 }
 
@@ -82,7 +84,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 	for _, f := range p.Fields(yamlwalk.Val{N: doc, Key: "", Line: docLine}, topKeys) {
 		switch f.Name {
 		case "server":
-			p.server(f.V, &cfg.Server)
+			p.server(f.V, &cfg.Server, &cfg.AdminToken)
 		case "tls":
 			p.tlsBlock(f.V, &cfg.TLS)
 		case "log":

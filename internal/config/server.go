@@ -16,7 +16,7 @@ import (
 // ---------------------------------------------------------------------------
 // server
 
-func (p *parser) server(v yamlwalk.Val, s *ServerConfig) {
+func (p *parser) server(v yamlwalk.Val, s *ServerConfig, token *string) {
 	p.Accept(v)
 	for _, f := range p.Fields(v, serverKeys) {
 		switch f.Name {
@@ -99,6 +99,8 @@ func (p *parser) server(v yamlwalk.Val, s *ServerConfig) {
 			if d, ok := p.Duration(f.V); ok {
 				s.CloseSpread = d
 			}
+		case "session_id_header", "admin_token_file":
+			p.sessionServerKey(f, s, token) // sessions.go
 		}
 	}
 }
@@ -186,10 +188,10 @@ func (p *parser) checkServer(cfg *Config) {
 			}
 		}
 	}
-	if s.AdminListen != "" {
+	if s.AdminListen != "" && cfg.AdminToken == "" {
 		if host, _, err := net.SplitHostPort(s.AdminListen); err == nil && !isLoopbackHost(host) {
 			p.Warnf(p.Lines["server.admin_listen"], "server.admin_listen",
-				"%q is reachable from the network: it serves /debug/pprof and POST /drain without authentication", s.AdminListen)
+				"%q is reachable from the network: it serves /sessions, /broadcast, /debug/pprof and POST /drain without authentication (set server.admin_token_file)", s.AdminListen)
 		}
 	}
 	if s.CloseSpread >= s.ShutdownGrace {

@@ -54,6 +54,8 @@ type settingsLayer struct {
 	bytes, frames                                opt[rateSpec]
 	connsPerIP                                   opt[int]
 	onExceed                                     opt[OnExceed]
+	events                                       opt[*Events]
+	auth                                         opt[*Auth] // set to nil: "off"
 }
 
 // over returns l with base underneath: l's set fields win, key by key, also
@@ -80,6 +82,8 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		connsPerIP:    l.connsPerIP.or(base.connsPerIP),
 		onExceed:      l.onExceed.or(base.onExceed),
 		lifetime:      l.lifetime.or(base.lifetime),
+		events:        l.events.or(base.events),
+		auth:          l.auth.or(base.auth),
 	}
 }
 
@@ -157,6 +161,15 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 	case "rate_limit":
 		p.Accept(f.V)
 		p.rateLimit(f.V, l)
+	case "events":
+		p.events(f.V, &l.events) // sessions.go
+	case "auth":
+		// A route's auth block replaces the one in defaults as a whole
+		// (README "Authentication"): half of one and half of the other
+		// would be a check nobody wrote.
+		if a, ok := p.authBlock(f.V); ok {
+			l.auth.put(a)
+		}
 	default:
 		return false
 	}
@@ -296,6 +309,8 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	rl.Frames = toRate(l.frames, 0)
 	rl.ConnectionsPerIP = l.connsPerIP.get(0)
 	rl.OnExceed = l.onExceed.get(DefaultOnExceed)
+	s.Events = l.events.get(nil)
+	s.Auth = l.auth.get(nil)
 
 	isRoute := scope != "defaults"
 	// blame picks the key and line to report a contradiction between names

@@ -44,6 +44,7 @@ type Metrics struct {
 	// application").
 	HTTPRequests *prometheus.CounterVec   // route, code
 	HTTPSeconds  *prometheus.HistogramVec // route
+	auth         authMetrics              // wsgate_auth_total (auth.go)
 	src          Source
 
 	mu     sync.Mutex

@@ -16,6 +16,7 @@ const (
 	whyDrained       = "drained"
 	whyTruncated     = "truncated"
 	whyLifetime      = "lifetime"
+	whyTokenExpired  = "token_expired"
 )
 
 // event is a way a session can end: one row of the docs/relay.md close-translation
@@ -37,6 +38,7 @@ const (
 	evShutdown                      // SIGTERM
 	evDrained                       // reload removed the route/upstream; admin drain
 	evLifetime                      // max_session_lifetime (SetLifetime)
+	evTokenExpired                  // the client's token expired (SetExpiry)
 )
 
 // closeRule is what each side is sent for an event. codeNone means that side
@@ -68,6 +70,7 @@ var closeTable = [...]closeRule{
 	evShutdown:         {codeShut, frame.CloseGoingAway, whyShutdown, "gateway shutting down"},
 	evDrained:          {frame.CloseServiceRestart, frame.CloseGoingAway, whyDrained, "route drained"},
 	evLifetime:         {frame.CloseGoingAway, frame.CloseGoingAway, whyLifetime, "session lifetime reached"},
+	evTokenExpired:     {frame.ClosePolicyViolation, frame.CloseGoingAway, whyTokenExpired, "token expired"},
 }
 
 // violationEvent maps a frame-level violation by the peer on side s to its

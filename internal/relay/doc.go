@@ -9,7 +9,8 @@
 // It imports frame and ratelimit only: it knows nothing of the gateway,
 // net/http or Prometheus. What the gateway needs from it goes through a
 // small surface: New, Attach, SetLimits, Run; Shutdown, Drain and Cut to
-// end a session from outside; Tally, CloseSent and Outcome to report one;
+// end a session from outside; Push and Disconnect for the sessions API
+// (push.go); Tally, CloseSent, Outcome and Pushed to report one;
 // a Counter interface for limit hits (called only on a hit); a Poller per
 // gateway for parked legs; Trim for the memory trimmer.
 //
@@ -49,6 +50,10 @@
 //   - Flags read across pumps (recvClose, sentClose, closeOut, dead, lost,
 //     cut, parked, closeDeadline, gen, the tallies) are atomics; each is
 //     written by the side that owns the event it records.
+//   - Pushed messages (push.go) are written to the client leg by the
+//     upstream leg's pump, the client's one writer of data, at the top of
+//     its loop and never inside a fragmented message; the queue is guarded
+//     by its own mutex, never held while writing. Push wakes that pump.
 //   - wake (a read deadline in the past, or resuming a parked pump) is how
 //     one pump makes the other look at the session again; gen makes sure a
 //     wake that races with rearm is never lost.

@@ -63,6 +63,8 @@ type leg struct {
 	recvWhy       string
 	closeDeadline atomic.Int64  // since session start; 0 = not closing
 	abrupt        bool          // its Close was invalid: close without waiting for its FIN
+	eof           bool          // its peer's FIN was read (discard): nothing can be left unread
+	wclosed       bool          // closeWrite ran (the reading pump calls it, before finish)
 	gen           atomic.Uint32 // bumped by wake, so rearm never loses one
 	lastRead      int64         // since session start: any frame
 	pingSent      int64         // since session start: 0 = no keepalive ping outstanding
@@ -202,6 +204,10 @@ func (l *leg) kick() {
 // sees our FIN while we keep reading what it still sends.
 func (l *leg) closeWrite() {
 	type closeWriter interface{ CloseWrite() error }
+	if l.wclosed {
+		return
+	}
+	l.wclosed = true
 	if cw, ok := l.conn.(closeWriter); ok {
 		_ = cw.CloseWrite()
 	}

@@ -123,7 +123,7 @@ func (s *Session) tryPark(src *leg) bool {
 // pump work.
 func (s *Session) parkable(src *leg) bool {
 	return !src.dead.Load() && !src.sentClose.Load() && !src.recvClose.Load() &&
-		src.closeDeadline.Load() == 0 && src.wakec == nil
+		src.closeDeadline.Load() == 0 && src.wakec == nil && !s.pushWaiting(src)
 }
 
 // parkTimer sets src's timer to its next keepalive or idle deadline, if it

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"io"
 	"time"
 	"wsgate/frame"
 )
@@ -16,6 +17,12 @@ func (s *Session) pump(src, dst *leg) (parked bool) {
 	for {
 		if src.dead.Load() {
 			break
+		}
+		if s.pushReady(src) {
+			s.deliver() // between two messages (push.go)
+			if s.park(src) {
+				return true // it was idle: parked again at once
+			}
 		}
 		if src.recvClose.Load() {
 			// The peer sent its Close: nothing it sends from now on is a
@@ -181,9 +188,17 @@ func (s *Session) finish(src *leg) {
 	if src.dead.Load() {
 		// A write failed or the peer vanished: no close_notify (closeNow).
 		src.closeNow()
-	} else {
+	} else if !src.eof {
+		// The peer may still have sent something we did not read: Close
+		// would then answer with a RST and no FIN, and the peer could
+		// lose our Close frame or see a reset instead of the end. The
+		// FIN goes out first. After the peer's own FIN nothing can be
+		// unread, and Close alone sends ours.
 		src.closeWrite()
 	}
+	// Otherwise Close alone: it sends the FIN (and TLS's close_notify)
+	// that a shutdown(SHUT_WR) first would only repeat. The client leg
+	// was half-closed already, when both Closes were out (pump).
 	src.dead.Store(true)
 	src.unwatch()
 	src.conn.Close()
@@ -203,6 +218,7 @@ func (s *Session) discard(src *leg) bool {
 	if isTimeout(err) {
 		return s.timer(src)
 	}
+	src.eof = err == io.EOF
 	return false
 }
 

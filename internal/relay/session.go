@@ -30,6 +30,14 @@ type Session struct {
 	Client   string // the client's address
 	Upstream string // the upstream's configured URL
 	Protocol string // the subprotocol chosen
+	User     string // who authenticated (the token's sub), "" if nobody
+
+	// ID names the session in the sessions API and the logs. Set before
+	// Run and never changed. (It lives here, in room the Session's size
+	// class has anyway, so that an idle session costs no extra
+	// allocation for it.)
+	ID [16]byte
+
 	// OnEnd is called once, when both pumps have finished.
 	OnEnd func()
 	// Hooks are for tests only; nil otherwise.
@@ -42,10 +50,17 @@ type Session struct {
 	// lifetime is when the session ends for its age (since start; 0 =
 	// never): one more deadline among the timers (lifetime.go).
 	lifetime int64
+	// expires is when the client's credential runs out (since start; 0 =
+	// never): one more deadline among the timers (expiry.go).
+	expires int64
 
 	c, u     leg
 	lastData atomic.Int64 // since start: last data frame in either direction
 	pumps    atomic.Int32 // pumps not finished yet
+
+	// push holds messages pushed to the client (push.go); nil until the
+	// first push.
+	push atomic.Pointer[pushQueue]
 
 	// emu serialises close decisions: which Close each leg gets is decided
 	// and sent under it, so two terminal events (or an event and a peer's

@@ -33,6 +33,9 @@ func (s *Session) timersDeadline(l *leg) int64 {
 	if s.lifetime != 0 {
 		d = min(d, s.lifetime)
 	}
+	if s.expires != 0 {
+		d = min(d, s.expires)
+	}
 	return d
 }
 
@@ -76,6 +79,7 @@ const (
 	tickIdle                       // no data frame either way for idle_timeout
 	tickGone                       // no frame at all within pong_timeout of our ping
 	tickLifetime                   // the session reached its lifetime (SetLifetime)
+	tickExpired                    // the client's credential expired (SetExpiry)
 )
 
 // tick runs l's timers after a read on it timed out (or was woken). It sends
@@ -90,6 +94,9 @@ func (s *Session) tick(l *leg) tickResult {
 	}
 	if s.lifetime != 0 && now >= s.lifetime {
 		return tickLifetime
+	}
+	if s.expires != 0 && now >= s.expires {
+		return tickExpired
 	}
 	if s.cfg.IdleTimeout > 0 && now-s.lastData.Load() >= int64(s.cfg.IdleTimeout) {
 		return tickIdle
@@ -134,6 +141,8 @@ func (s *Session) act(l *leg, t tickResult) bool {
 		s.apply(evIdle, "gateway")
 	case tickLifetime:
 		s.apply(evLifetime, "gateway")
+	case tickExpired:
+		s.apply(evTokenExpired, "gateway")
 	}
 	s.rearm(l)
 	return true
