@@ -155,11 +155,11 @@ func New(o Options) (*Cluster, error) {
 		c.errs.WithLabelValues(op) // exported at 0 from the start
 	}
 	if o.Registerer != nil {
-		if err := o.Registerer.Register(c.upGauge); err != nil {
-			return nil, err
-		}
-		if err := o.Registerer.Register(c.errs); err != nil {
-			return nil, err
+		for _, m := range []prometheus.Collector{c.upGauge, c.errs} {
+			if err := o.Registerer.Register(m); err != nil {
+				c.rdb.Close()
+				return nil, err
+			}
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
