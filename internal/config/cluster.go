@@ -76,7 +76,7 @@ func (p *parser) clusterBlock(v yamlwalk.Val, c *ClusterConfig) {
 				c.PasswordFile, c.Password = s, pw
 			}
 		case "node":
-			if s, ok := p.Str(f.V); ok {
+			if s, ok := p.Str(f.V); ok && s != "" { // "": the hostname
 				if err := checkNodeName(s); err != nil {
 					p.Errf(f.V.Line, f.V.Key, "%v", err)
 					continue

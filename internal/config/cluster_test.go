@@ -116,3 +116,33 @@ func FuzzRedisURL(f *testing.F) {
 		}
 	})
 }
+
+// TestClusterSpecBlock: the block as the documentation shows it, empty
+// strings meaning "the default".
+func TestClusterSpecBlock(t *testing.T) {
+	t.Parallel()
+	host, err := os.Hostname()
+	if err != nil || checkNodeName(host) != nil {
+		t.Skipf("hostname %q cannot name a node here", host)
+	}
+	doc := `cluster:
+  redis: redis://10.0.0.9:6379/0   # "" = a single instance (the default)
+  password_file: ""
+  node: ""                # this instance's name; default the hostname
+  fail: open
+  certificates: true
+routes:
+  - {name: a, upstreams: [builtin:echo]}
+`
+	cfg, err := Parse("c.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Cluster; c.Redis != "redis://10.0.0.9:6379/0" || c.Node != host || c.Password != "" || c.Fail != FailOpen || !c.Certificates {
+		t.Errorf("cluster = %+v", c)
+	}
+	cfg, err = Parse("c.yaml", []byte("cluster: {redis: \"\"}\nroutes:\n  - {name: a, upstreams: [builtin:echo]}\n"))
+	if err != nil || cfg.Cluster.Enabled() {
+		t.Errorf("redis: \"\" = %+v, %v; want a single instance", cfg, err)
+	}
+}
