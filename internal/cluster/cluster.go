@@ -167,6 +167,10 @@ func New(o Options) (*Cluster, error) {
 	// The first ping decides the initial state, so that a gateway started
 	// while Redis is away does not make its first handshakes wait.
 	c.ping(ctx)
+	if !c.Up() {
+		c.log.Warn().Str("node", c.id).Bool("fail_closed", c.failClosed).
+			Msg("cluster redis is unreachable at start: limiting on this instance alone until it answers")
+	}
 	c.done.Add(3)
 	go c.healthLoop(ctx)
 	go c.heartbeatLoop(ctx)
