@@ -169,7 +169,7 @@ func New(o Options) (*Cluster, error) {
 	c.ping(ctx)
 	if !c.Up() {
 		c.log.Warn().Str("node", c.id).Bool("fail_closed", c.failClosed).
-			Msg("cluster redis is unreachable at start: limiting on this instance alone until it answers")
+			Msg("cluster redis is unreachable at start: " + c.whileDown())
 	}
 	c.done.Add(3)
 	go c.healthLoop(ctx)
@@ -249,7 +249,15 @@ func (c *Cluster) setUp(up bool, op string, err error) {
 	}
 	c.upGauge.Set(0)
 	c.log.Warn().Err(err).Str("op", op).Bool("fail_closed", c.failClosed).
-		Msg("cluster redis is unreachable: limiting on this instance alone until it is back")
+		Msg("cluster redis is unreachable: " + c.whileDown())
+}
+
+// whileDown says what happens while Redis is away.
+func (c *Cluster) whileDown() string {
+	if c.failClosed {
+		return "handshakes get 503 until it is back (cluster.fail: closed)"
+	}
+	return "limiting on this instance alone until it is back (cluster.fail: open)"
 }
 
 func (c *Cluster) ping(ctx context.Context) {
