@@ -19,7 +19,8 @@
 #   BUDGET [22m]   no extra round after this   NOISE [0.10]  discard threshold
 #   SESSIONS [9000] idle-mem sessions          SETTLE [5s]   idle-mem settle time
 #   QUIET_WAIT [5s] before each run, wait up to this for 0.5 s under NOISE
-#   SCENARIOS [all five]
+#   SCENARIOS [all six: echo-small, echo-pipelined, stream-large, handshake-rate,
+#                  idle-mem, echo-deflate]
 #   TARGETS [wsgate,wsgate-tls,nginx,nginx-tls,haproxy,haproxy-tls,caddy,caddy-tls,direct]
 #   TLS_SCENARIOS [echo-small,handshake-rate,idle-mem] what the -tls targets run
 #   OUT [unset]    write the report, chart and runs there instead of the repo
@@ -90,5 +91,5 @@ done
 	-duration "${DURATION:-5s}" -warmup "${WARMUP:-1s}" \
 	-rounds "${ROUNDS:-5}" -max-rounds "${MAX_ROUNDS:-$((${ROUNDS:-5} + 2))}" -budget "${BUDGET:-22m}" \
 	-noise "${NOISE:-0.10}" -quiet-wait "${QUIET_WAIT:-5s}" -sessions "${SESSIONS:-9000}" -settle "${SETTLE:-5s}" \
-	-scenarios "${SCENARIOS:-echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem}" \
+	-scenarios "${SCENARIOS:-echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem,echo-deflate}" \
 	-syscalls="$([[ ${SYSCALLS:-1} == 0 ]] && echo false || echo true)" -targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-echo-small,handshake-rate,idle-mem}" -command "$cmdline"

@@ -43,6 +43,8 @@ var (
 	ErrInvalidUTF8          = &Error{Code: CloseInvalidPayload, Msg: "text message is not valid UTF-8"}
 	ErrContinuationNoStart  = protocolError("continuation frame without a message to continue")
 	ErrExpectedContinuation = protocolError("new data frame inside a fragmented message")
+	ErrRsv1NotFirst         = protocolError("RSV1 on a control frame or a continuation (RFC 7692 §6.1)")
+	ErrBadDeflate           = &Error{Code: CloseInvalidPayload, Msg: "compressed message does not inflate"}
 )
 
 // Close payload violations (RFC 6455 §5.5.1, §7.4).

@@ -17,7 +17,12 @@ type Message struct {
 	data   bool   // the current frame is a data frame
 	size   int64  // payload bytes of the message so far, including the current frame
 	op     Opcode // opcode of the message's first frame
-	utf8   UTF8
+	// compressed: the message's first frame had RSV1, which a negotiated
+	// permessage-deflate makes "Per-Message Compressed" (RFC 7692 §6): its
+	// payload is deflate data, so the UTF-8 of a text message is checked
+	// after inflation, by the caller, not here.
+	compressed bool
+	utf8       UTF8
 }
 
 // Next checks the header of the next frame against the message state and the
@@ -31,12 +36,18 @@ func (m *Message) Next(h Header) error {
 		if !m.active {
 			return ErrContinuationNoStart
 		}
+		// RFC 7692 §6.1: RSV1 only on a message's first frame. (Without
+		// an extension that allows RSV1, DecodeHeader refused it already.)
+		if h.Rsv&Rsv1 != 0 {
+			return ErrRsv1NotFirst
+		}
 	} else {
 		if m.active {
 			return ErrExpectedContinuation
 		}
 		m.op = h.Opcode
 		m.text = h.Opcode == OpText
+		m.compressed = h.Rsv&Rsv1 != 0
 		m.size = 0
 		m.utf8.Reset()
 	}
@@ -53,7 +64,7 @@ func (m *Message) Next(h Header) error {
 // Payload feeds unmasked payload bytes of the current frame. For a text
 // message it validates UTF-8, failing as early as the bytes allow.
 func (m *Message) Payload(p []byte) error {
-	if m.data && m.text && !m.utf8.Write(p) {
+	if m.data && m.text && !m.compressed && !m.utf8.Write(p) {
 		return ErrInvalidUTF8
 	}
 	return nil
@@ -62,11 +73,18 @@ func (m *Message) Payload(p []byte) error {
 // EndFrame is called once the current frame's payload has been fed. At the
 // end of a text message it fails if the message stopped inside a code point.
 func (m *Message) EndFrame() error {
-	if m.data && m.fin && m.text && !m.utf8.Complete() {
+	if m.data && m.fin && m.text && !m.compressed && !m.utf8.Complete() {
 		return ErrInvalidUTF8
 	}
 	return nil
 }
+
+// Compressed reports whether the message in progress (or just finished)
+// had RSV1 on its first frame: permessage-deflate data (RFC 7692 §6).
+func (m *Message) Compressed() bool { return m.compressed }
+
+// Final reports whether the current data frame is its message's last.
+func (m *Message) Final() bool { return m.fin }
 
 // InMessage reports whether a fragmented message is in progress.
 func (m *Message) InMessage() bool { return m.active }

@@ -37,8 +37,9 @@ var (
 	// ErrBadProtocol: the upstream chose a subprotocol we did not offer,
 	// or sent an invalid Sec-WebSocket-Protocol (RFC 6455 §4.1, step 6).
 	ErrBadProtocol = errors.New("handshake: upstream chose a subprotocol that was not offered")
-	// ErrBadExtension: the upstream answered with an extension; we offer
-	// none (RFC 6455 §4.1, client step 5).
+	// ErrBadExtension: the upstream answered with an extension we did not
+	// offer, or with a permessage-deflate response that accepts none of our
+	// offers (RFC 6455 §4.1 client step 5, RFC 7692 §7.1).
 	ErrBadExtension = errors.New("handshake: upstream chose an extension that was not offered")
 )
 
@@ -92,6 +93,10 @@ type Upstream struct {
 	Protocol string
 	// Header is the 101's header; the gateway copies Set-Cookie from it.
 	Header http.Header
+	// Deflate is the permessage-deflate response the upstream accepted an
+	// offer with, when DeflateOn (DialDeflate; deflate.go).
+	Deflate   Deflate
+	DeflateOn bool
 }
 
 // readBufferSize is the size of Upstream.Reader's buffer.
@@ -124,6 +129,15 @@ const readBufferSize = 4096
 // is true for a timeout; errors.Is(err, syscall.EMFILE) or ENFILE for
 // descriptor exhaustion; anything else is a failed upstream.
 func (d *Dialer) Dial(ctx context.Context, u *url.URL, header http.Header, protocols []string) (*Upstream, error) {
+	return d.DialDeflate(ctx, u, header, protocols, nil)
+}
+
+// DialDeflate is Dial with a permessage-deflate offer (nil: none, as
+// Dial). The offer goes out as Sec-WebSocket-Extensions, and the 101 may
+// then carry one permessage-deflate response that accepts one of its
+// offers (DeflateOffer.Accept); anything else fails with ErrBadExtension.
+// The accepted response is Upstream.Deflate.
+func (d *Dialer) DialDeflate(ctx context.Context, u *url.URL, header http.Header, protocols []string, offer *DeflateOffer) (*Upstream, error) {
 	if d == nil {
 		d = &Dialer{}
 	}
@@ -147,6 +161,13 @@ func (d *Dialer) Dial(ctx context.Context, u *url.URL, header http.Header, proto
 	}
 	base64.StdEncoding.Encode(sc.key[:], sc.raw[:])
 	sc.req = appendRequest(sc.req[:0], t, sc.key[:], protocols, header)
+	if offer != nil && len(offer.Offers) > 0 {
+		// Before the blank line that ends the head.
+		sc.req = sc.req[:len(sc.req)-2]
+		sc.req = append(sc.req, "Sec-WebSocket-Extensions: "...)
+		sc.req = append(sc.req, offer.String()...)
+		sc.req = append(sc.req, "\r\n\r\n"...)
+	}
 
 	conn, err := d.dial(ctx, t.addr)
 	if err != nil {
@@ -162,7 +183,7 @@ func (d *Dialer) Dial(ctx context.Context, u *url.URL, header http.Header, proto
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 
-	up, err := d.handshake(ctx, conn, t, sc.req, &sc.key, protocols)
+	up, err := d.handshake(ctx, conn, t, sc.req, &sc.key, protocols, offer)
 	if !stop() && err == nil {
 		// ctx ended just as the handshake finished: the deadline may have
 		// been set to the past under us, so the connection is not usable.
@@ -225,7 +246,7 @@ func (d *Dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 // aLongTimeAgo is a deadline in the past, which makes pending I/O fail now.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func (d *Dialer) handshake(ctx context.Context, conn net.Conn, t target, req []byte, key *[24]byte, protocols []string) (*Upstream, error) {
+func (d *Dialer) handshake(ctx context.Context, conn net.Conn, t target, req []byte, key *[24]byte, protocols []string, offer *DeflateOffer) (*Upstream, error) {
 	if t.secure {
 		cfg := &tls.Config{}
 		if d.TLSConfig != nil {
@@ -252,17 +273,23 @@ func (d *Dialer) handshake(ctx context.Context, conn net.Conn, t target, req []b
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return nil, &StatusError{StatusCode: resp.StatusCode, Header: resp.Header, Body: resp.Body}
 	}
-	protocol, err := verify101(resp.Header, key, protocols)
+	protocol, err := verify101(resp.Header, key, protocols, offer)
 	if err != nil {
 		return nil, err
 	}
-	return &Upstream{Conn: conn, Reader: br, Protocol: protocol, Header: resp.Header}, nil
+	up := &Upstream{Conn: conn, Reader: br, Protocol: protocol, Header: resp.Header}
+	if offer != nil && len(offer.Offers) > 0 {
+		if up.Deflate, up.DeflateOn, err = offer.Accept(resp.Header["Sec-Websocket-Extensions"]); err != nil {
+			return nil, err
+		}
+	}
+	return up, nil
 }
 
 // verify101 makes the client-side checks of RFC 6455 §4.1 on a 101's
 // header and returns the chosen subprotocol. key is the Sec-WebSocket-Key we
 // sent.
-func verify101(h http.Header, key *[24]byte, protocols []string) (string, error) {
+func verify101(h http.Header, key *[24]byte, protocols []string, offer *DeflateOffer) (string, error) {
 	// Steps 2-3: "If the response lacks an |Upgrade| header field or the
 	// |Upgrade| header field contains a value that is not an ASCII
 	// case-insensitive match for the value "websocket" ... If the response
@@ -281,9 +308,12 @@ func verify101(h http.Header, key *[24]byte, protocols []string) (string, error)
 	if acc := h["Sec-Websocket-Accept"]; len(acc) != 1 || acc[0] != string(appendAccept(want[:0], key[:])) {
 		return "", fmt.Errorf("%w (got %q)", ErrBadAccept, acc)
 	}
-	// Step 5: we offered no extension, so any extension is one "not present
-	// in the client's handshake".
+	// Step 5: without an offer, any extension is one "not present in the
+	// client's handshake". With one, DeflateOffer.Accept checks it.
 	for _, v := range h["Sec-Websocket-Extensions"] {
+		if offer != nil && len(offer.Offers) > 0 {
+			break
+		}
 		if trimOWS(strings.ReplaceAll(v, ",", "")) != "" {
 			return "", fmt.Errorf("%w (%q)", ErrBadExtension, v)
 		}

@@ -45,7 +45,12 @@
 // (Dialer.MaxResponseBytes) and parsed strictly; bodies of non-101 answers
 // are cut at Dialer.MaxBodyBytes.
 //
-// Extensions (permessage-deflate) are not negotiated in this version: the
-// server side never confirms one and the client side never offers one and
-// fails an upstream that answers with one (RFC 6455 §4.1, client step 5).
+// # Extensions
+//
+// The one extension negotiated is permessage-deflate (RFC 7692, deflate.go;
+// README "Compression"): OfferDeflate turns the client's offers into the
+// upstream's, DialDeflate sends them and checks the upstream's answer
+// against them (anything else fails with ErrBadExtension, answered 502),
+// and UpgradeDeflate returns the accepted parameters to the client. Every
+// other extension offered is dropped.
 package handshake

@@ -30,7 +30,7 @@ type Request struct {
 	// comma split and trimmed. Each is a valid token and they are unique.
 	Protocols []string
 	// Extensions are the raw Sec-WebSocket-Extensions offers, parameters
-	// included. They are informational: this version negotiates none.
+	// included. Only permessage-deflate is negotiated (OfferDeflate).
 	Extensions []string
 	// Origin is the Origin header (RFC 6455 §4.2.2 /origin/), "" if absent.
 	// Checking it against the route is the proxy's job.
@@ -275,14 +275,24 @@ func dropOn101(name string) bool {
 // names that are not tokens are dropped, so nothing taken from a peer can
 // split the response. Extra headers that would conflict with the handshake
 // (Upgrade, Connection, Sec-WebSocket-*, hop-by-hop and framing headers)
-// are dropped too. No Sec-WebSocket-Extensions is ever written: this
-// version negotiates no extension, so the client must see none (§4.1 step 5).
+// are dropped too. No Sec-WebSocket-Extensions is written (see
+// UpgradeDeflate for the one extension the gateway negotiates).
 func AppendResponse101(dst []byte, key, protocol string, extra http.Header) []byte {
+	return appendResponse101(dst, key, protocol, nil, extra)
+}
+
+func appendResponse101(dst []byte, key, protocol string, ext *Deflate, extra http.Header) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	dst = appendAccept(dst, key)
 	dst = append(dst, "\r\n"...)
 	if protocol != "" {
 		dst = appendHeaderLine(dst, "Sec-WebSocket-Protocol", protocol)
+	}
+	if ext != nil {
+		// Built from parsed parameters, never copied from a peer.
+		dst = append(dst, "Sec-WebSocket-Extensions: "...)
+		dst = ext.append(dst)
+		dst = append(dst, "\r\n"...)
 	}
 	dst = appendHeader(dst, extra, dropOn101)
 	return append(dst, "\r\n"...)
@@ -325,6 +335,13 @@ func WriteRejection(w http.ResponseWriter, rej *Rejection) {
 // cannot be hijacked, e.g. HTTP/2; protocol was not offered; req did not
 // come from Check), a 500 is answered through w instead.
 func Upgrade(w http.ResponseWriter, req Request, protocol string, extra http.Header) (net.Conn, *bufio.Reader, error) {
+	return UpgradeDeflate(w, req, protocol, nil, extra)
+}
+
+// UpgradeDeflate is Upgrade confirming permessage-deflate with the
+// response ext (nil: no extension, as Upgrade). ext is the upstream's
+// accepted response as DeflateOffer.ClientResponse made it.
+func UpgradeDeflate(w http.ResponseWriter, req Request, protocol string, ext *Deflate, extra http.Header) (net.Conn, *bufio.Reader, error) {
 	// Both are caller bugs; the client must not get a 101 it would fail.
 	if !validKey(req.Key) {
 		WriteRejection(w, reject(http.StatusInternalServerError, "internal error"))
@@ -350,7 +367,7 @@ func Upgrade(w http.ResponseWriter, req Request, protocol string, extra http.Hea
 	}
 	bp := respPool.Get().(*[]byte)
 	defer putResp(bp)
-	*bp = AppendResponse101((*bp)[:0], req.Key, protocol, extra)
+	*bp = appendResponse101((*bp)[:0], req.Key, protocol, ext, extra)
 	if _, err := conn.Write(*bp); err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("handshake: write 101: %w", err)

@@ -36,6 +36,14 @@ type adminGateway struct {
 // serves it until the test ends.
 func startAdminGateway(t testing.TB, yamlText string, withTLS bool) *adminGateway {
 	t.Helper()
+	return startAdminGatewayWith(t, yamlText, withTLS, nil)
+}
+
+// startAdminGatewayWith is startAdminGateway with setup run on the gateway
+// before it serves (to change what tests may change, such as the events'
+// back-off).
+func startAdminGatewayWith(t testing.TB, yamlText string, withTLS bool, setup func(g *Gateway)) *adminGateway {
+	t.Helper()
 	cfg, err := config.Parse("admin-test.yaml", []byte(yamlText))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yamlText)
@@ -44,6 +52,9 @@ func startAdminGateway(t testing.TB, yamlText string, withTLS bool) *adminGatewa
 	g, err := New(cfg, zerolog.New(logs))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(g)
 	}
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,8 +81,8 @@ func startAdminGateway(t testing.TB, yamlText string, withTLS bool) *adminGatewa
 				if err != nil {
 					t.Errorf("Serve: %v", err)
 				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("gateway did not stop within 10s")
+			case <-time.After(15 * time.Second):
+				t.Errorf("gateway did not stop within 15s")
 			}
 			if t.Failed() {
 				t.Logf("gateway log:\n%s", logs.String())

@@ -282,13 +282,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		stuck = rs.stuckValue(r)
 	}
 	sid := newSessionID()
-	up, b, err := g.dialUpstream(r, rs, req, client, stuck, sid)
+	offer := deflateOffer(rs.cfg.Settings.PermessageDeflate, req) // deflate.go
+	up, b, err := g.dialUpstream(r, rs, req, client, stuck, sid, offer)
 	if err != nil {
 		release()
 		g.upstreamFailed(w, r, rs.cfg.Name, err)
 		return
 	}
-	conn, br, err := handshake.Upgrade(w, req, up.Protocol, cookies(up.Header, rs.stickyCookie(b, stuck, r.TLS != nil)))
+	ext, dfl := negotiated(offer, up) // deflate.go
+	conn, br, err := handshake.UpgradeDeflate(w, req, up.Protocol, ext, cookies(up.Header, rs.stickyCookie(b, stuck, r.TLS != nil)))
 	if err != nil {
 		release()
 		up.Conn.Close()
@@ -306,6 +308,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Attach(conn, br, up.Conn, up.Reader, g.poll)
 	s.SetLimits(rl.forSession(key))
 	s.ID = sid
+	if ext != nil {
+		s.Compression = compressionName(*ext)
+		s.SetDeflate(dfl)
+	}
 	access := snap.cfg.Log.Access
 	s.OnEnd = func() {
 		e := g.reg.remove(s)
@@ -338,7 +344,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // most maxAttempts of them. A non-101 answer or a bad 101 ends the attempt at
 // once (it is the upstream's answer, not a failure to reach it). On success
 // the returned backend has been Acquired; the caller Releases it.
-func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr, stuck string, sid sessionID) (*handshake.Upstream, *balance.Backend, error) {
+func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Request, client netip.Addr, stuck string, sid sessionID, offer *handshake.DeflateOffer) (*handshake.Upstream, *balance.Backend, error) {
 	server := &g.snap.Load().cfg.Server
 	hdr := upstreamHeader(r, rs.cfg, server.TrustedProxies)
 	setSessionHeader(hdr, server.SessionIDHeader, sid)
@@ -375,7 +381,7 @@ func (g *Gateway) dialUpstream(r *http.Request, rs *routeState, req handshake.Re
 		b.Acquire()
 		ctx, cancel := context.WithTimeout(r.Context(), rs.cfg.Settings.UpstreamDialTimeout)
 		t0 := time.Now()
-		up, err := d.Dial(ctx, target, hdr, protos)
+		up, err := d.DialDeflate(ctx, target, hdr, protos, offer)
 		cancel()
 		g.metrics.Dial.WithLabelValues(rs.cfg.Name).Observe(time.Since(t0).Seconds())
 		if err == nil {
@@ -539,7 +545,7 @@ func (g *Gateway) accessLog(s *relay.Session) {
 	cf, cm, cb := s.Tally(relay.SideClient)
 	uf, um, ub := s.Tally(relay.SideUpstream)
 	e := g.log.Info().Str("event", "session").Str("session", sessionID(s.ID).String()).Str("route", s.Route).Str("client", s.Client).
-		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).Str("user", s.User).
+		Str("upstream", s.Upstream).Str("subprotocol", s.Protocol).Str("compression", s.Compression).Str("user", s.User).
 		Time("start", s.Start()).Float64("duration", time.Since(s.Start()).Seconds()).
 		Int64("c2u_frames", cf).Int64("c2u_messages", cm).Int64("c2u_bytes", cb).
 		Int64("u2c_frames", uf).Int64("u2c_messages", um).Int64("u2c_bytes", ub)

@@ -160,6 +160,9 @@ func (m metricsModel) set(v float64, name string, labels ...string) {
 func (m metricsModel) relayed(route, dir string, messages, bytes int) {
 	m.add(float64(messages), "wsgate_messages_total", "route", route, "direction", dir)
 	m.add(float64(bytes), "wsgate_bytes_total", "route", route, "direction", dir)
+	// No compression in this workload (deflate_e2e_test.go counts it).
+	m.add(0, "wsgate_compressed_messages_total", "route", route, "direction", dir)
+	m.add(0, "wsgate_inflated_bytes_total", "route", route, "direction", dir)
 }
 
 // ended records a finished session: the Close code each leg received.
@@ -556,8 +559,11 @@ var specMetrics = map[string]struct {
 	"wsgate_upstream_up":              {dto.MetricType_GAUGE, []string{"route", "upstream"}},
 	"wsgate_pushed_messages_total":    {dto.MetricType_COUNTER, []string{"route"}},
 	"wsgate_events_total":             {dto.MetricType_COUNTER, []string{"event", "result", "route"}},
-	"wsgate_http_requests_total":      {dto.MetricType_COUNTER, []string{"code", "route"}},
-	"wsgate_http_request_seconds":     {dto.MetricType_HISTOGRAM, []string{"route"}},
+	// README "Compression".
+	"wsgate_compressed_messages_total": {dto.MetricType_COUNTER, []string{"direction", "route"}},
+	"wsgate_inflated_bytes_total":      {dto.MetricType_COUNTER, []string{"direction", "route"}},
+	"wsgate_http_requests_total":       {dto.MetricType_COUNTER, []string{"code", "route"}},
+	"wsgate_http_request_seconds":      {dto.MetricType_HISTOGRAM, []string{"route"}},
 }
 
 // TestMetricsDashboard checks the Grafana dashboard against the metrics:
@@ -723,6 +729,7 @@ func TestAccessLogFields(t *testing.T) {
 		"client":                "127.0.0.1",
 		"upstream":              up.URL + "/ws",
 		"subprotocol":           "chat.v1",
+		"compression":           "",
 		"user":                  "", // no auth on the route
 		"c2u_frames":            6.0,
 		"c2u_messages":          float64(echoMessageCount),

@@ -38,7 +38,8 @@ type leakWay struct {
 func leakUpstream(first func(u *wstest.Peer) error, want int, fails *atomic.Int64, firstErr *atomic.Value) func(u *wstest.Peer) {
 	fail := func(err error) {
 		fails.Add(1)
-		firstErr.CompareAndSwap(nil, err)
+		// As text: errors of different types in one atomic.Value panic.
+		firstErr.CompareAndSwap(nil, err.Error())
 	}
 	return func(u *wstest.Peer) {
 		defer u.Conn.Close()
@@ -241,7 +242,7 @@ func TestRelayNoLeaks(t *testing.T) {
 					defer func() { <-sem; wg.Done() }()
 					if err := leakClient(gw.Addr, w); err != nil {
 						fails.Add(1)
-						firstErr.CompareAndSwap(nil, err)
+						firstErr.CompareAndSwap(nil, err.Error())
 					}
 				}()
 			}

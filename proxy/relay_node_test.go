@@ -5,9 +5,7 @@ package proxy
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,20 +13,7 @@ import (
 
 func TestNodeInterop(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join("..", "test", "node")
-	missing := func(what string) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (CI installs it: cd test/node && npm ci)", what)
-		}
-		t.Skipf("%s is missing: install node and run `cd test/node && npm ci`", what)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws", "package.json")); err != nil {
-		missing("test/node/node_modules/ws")
-	}
+	node, dir := nodeDir(t, "ws")
 
 	up := newGorillaUpstream(t, nil)
 	gw := startGateway(t, relayYAML(up.URL, "max_frame_bytes", "1MiB", "max_message_bytes", "1MiB"))

@@ -232,7 +232,14 @@ func TestSessionsUser(t *testing.T) {
 	alice := dial("a", "alice")
 	_ = dial("b", "bob")
 	idA := up.id(t, "a")
-	_, body := admin(t, gw, "GET", "/sessions?user=alice", "", "", nil)
+	// The upstream sees the id before the client has its 101; the session
+	// is listed from then on (registered right after the 101).
+	var body []byte
+	eventually(t, "both sessions listed", func() bool {
+		_, all := admin(t, gw, "GET", "/sessions", "", "", nil)
+		return len(decode[listAnswer](t, all).Sessions) == 2
+	})
+	_, body = admin(t, gw, "GET", "/sessions?user=alice", "", "", nil)
 	l := decode[listAnswer](t, body)
 	if len(l.Sessions) != 1 || l.Sessions[0].ID != idA || l.Sessions[0].User != "alice" {
 		t.Errorf("GET /sessions?user=alice = %s", body)

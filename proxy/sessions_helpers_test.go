@@ -6,7 +6,6 @@ package proxy
 // requests.
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,9 +20,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/rs/zerolog"
-
-	"wsgate/internal/config"
 )
 
 // sessUpstream is an upstream served by gorilla/websocket that echoes every
@@ -214,62 +210,10 @@ func decode[T any](t testing.TB, b []byte) T {
 	return v
 }
 
-// startSessGateway is startAdminGateway with setup run on the gateway
-// before it serves (to change what tests may change, such as the events'
-// back-off).
+// startSessGateway is startAdminGatewayWith, without TLS.
 func startSessGateway(t testing.TB, yamlText string, setup func(g *Gateway)) *adminGateway {
 	t.Helper()
-	cfg, err := config.Parse("sessions-test.yaml", []byte(yamlText))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, yamlText)
-	}
-	logs := &syncBuffer{}
-	g, err := New(cfg, zerolog.New(logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if setup != nil {
-		setup(g)
-	}
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	ls := &Listeners{Plain: listen(), Admin: listen()}
-	gw := &adminGateway{Gateway: g, Addr: ls.Plain.Addr().String(), AdminAddr: ls.Admin.Addr().String(), Logs: logs}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ls) }()
-	var once sync.Once
-	gw.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Serve: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("gateway did not stop within 15s")
-			}
-			if t.Failed() {
-				t.Logf("gateway log:\n%s", logs.String())
-			}
-		})
-	}
-	t.Cleanup(gw.stop)
-	waitFor(t, "the admin listener", func() bool {
-		resp, err := http.Get("http://" + gw.AdminAddr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
-	})
-	return gw
+	return startAdminGatewayWith(t, yamlText, false, setup)
 }
 
 // eventReceiver is an HTTP server that records the events POSTed to it.

@@ -4,9 +4,7 @@ package proxy
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,20 +12,7 @@ import (
 
 func TestSessionsNode(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join("..", "test", "node")
-	missing := func(what string) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (CI installs it: cd test/node && npm ci)", what)
-		}
-		t.Skipf("%s is missing: install node and run `cd test/node && npm ci`", what)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws", "package.json")); err != nil {
-		missing("test/node/node_modules/ws")
-	}
+	node, dir := nodeDir(t, "ws")
 	up := newSessUpstream(t)
 	gw := startAdminGateway(t, sessYAML(up.URL), false)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -50,7 +35,7 @@ func TestSessionsNode(t *testing.T) {
 	if st, _ := admin(t, gw, "DELETE", "/sessions/"+id+"?code=4001&reason=bye+node", "", "", nil); st != 202 {
 		t.Fatalf("DELETE = %d", st)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	t.Logf("node sessions.mjs:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("node: %v", err)

@@ -65,7 +65,8 @@ func TestBrowserWSS(t *testing.T) {
 	ca := newTLSCA(t, "wsgate browser test CA")
 	leaf := ca.leaf(t, "gw.test")
 	up := newTLSEchoUpstream(t, nil)
-	gw := startTLSGateway(t, tlsConfigYAML([]*tlsLeaf{leaf}, "", tlsRoute("browser", "/ws", up.URL)))
+	deflateRoute, deflateTap := deflateBrowserRoute(t) // deflate_browser_test.go
+	gw := startTLSGateway(t, tlsConfigYAML([]*tlsLeaf{leaf}, "", tlsRoute("browser", "/ws", up.URL)+deflateRoute))
 
 	// The page comes from plain http://127.0.0.1 (a page over http may open
 	// wss://, and its origin is allowed: the route has no origins list).
@@ -137,6 +138,9 @@ func TestBrowserWSS(t *testing.T) {
 	waitForTLS(t, "the access log line", func() bool {
 		return len(gw.Logs.Lines(`"event":"session"`, `"route":"browser"`, `"upstream_close_code":"4000"`)) > 0
 	})
+
+	// The same browser with compression negotiated end to end.
+	browserDeflate(t, bctx, gw, page.URL, deflateTap)
 }
 
 // startChromium starts headless Chromium for one test: gw.test resolves to

@@ -69,7 +69,7 @@ func main() {
 	flag.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured start of a run")
 	flag.DurationVar(&c.settle, "settle", 5*time.Second, "idle-mem: wait before reading RSS")
 	flag.IntVar(&c.sessions, "sessions", 9000, "idle-mem sessions")
-	flag.StringVar(&scen, "scenarios", "echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem", "scenarios, in order")
+	flag.StringVar(&scen, "scenarios", "echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem,echo-deflate", "scenarios, in order")
 	flag.StringVar(&targ, "targets", "wsgate,wsgate-tls,nginx,nginx-tls,haproxy,haproxy-tls,caddy,caddy-tls,direct", "targets, in interleaving order")
 	flag.StringVar(&tlsScen, "tls-scenarios", "echo-small,handshake-rate,idle-mem", "the scenarios the -tls targets run (among -scenarios)")
 	flag.Float64Var(&c.noise, "noise", 0.10, "discard a run when other processes used more than this share of all CPUs")

@@ -300,6 +300,7 @@ var scenarioText = map[string]string{
 	"stream-large":   "4 connections sending 1 MiB binary messages one way to the sink; MB/s delivered (the window ends when the sink has answered the final Close).",
 	"handshake-rate": "16 dialers, each opening a session (TCP + upgrade), exchanging one message, closing it with a close handshake; connect time is TCP connect until the 101 is verified.",
 	"idle-mem":       "%s sessions opened (one message each), held, then closed with a close handshake; growth of the target's RSS from a freshly started process, per session.",
+	"echo-deflate":   "echo-small with permessage-deflate negotiated end to end (no context takeover): 64 connections, each a closed loop of one 1 KiB JSON-like text message, compressed about 4:1, and its echo. The tunnels pass the compressed frames through; wsgate also inflates every message in both directions to check its size and UTF-8.",
 }
 
 var opText = map[string]string{
@@ -308,6 +309,7 @@ var opText = map[string]string{
 	"stream-large":   "µs per 1 MiB message",
 	"handshake-rate": "µs per session",
 	"idle-mem":       "µs per session (open + close)",
+	"echo-deflate":   "µs per echoed message (both directions)",
 }
 
 func f(v float64, digits int) string {
@@ -550,6 +552,15 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 	p("```\n\n")
 	p("`wsbench` uses wsgate's own frame codec and upstream dialer (over crypto/tls for wss://): frames are built into reused buffers, each with a fresh masking key (except stream-large, which masks its 1 MiB payload once per connection and resends it, so that the client does not spend as much CPU re-masking as the relay it measures), and written with one system call per batch; connections are spread over source addresses 127.0.0.2–17 so that ports never run short.\n")
 
+	// Measurements made apart from the comparison (bench/notes/*.md, e.g.
+	// the inflate implementation's), kept in the report when it is rewritten.
+	if notes, _ := filepath.Glob(filepath.Join(filepath.Dir(c.configs), "notes", "*.md")); len(notes) > 0 {
+		for _, n := range notes {
+			if b, err := os.ReadFile(n); err == nil {
+				p("\n%s", b)
+			}
+		}
+	}
 	// Sections other scripts write (bench/broadcast.sh) follow keptMarker
 	// and survive this rewrite.
 	if old, err := os.ReadFile(c.md); err == nil {

@@ -67,7 +67,11 @@ func handleBackend(nc net.Conn) {
 		// Tags for the gateway's sessions API (the broadcast scenario).
 		extra = http.Header{"X-Wsgate-Tags": {tags}}
 	}
-	if _, err := nc.Write(handshake.AppendResponse101(hb[:0], r.Key, "", extra)); err != nil {
+	resp := handshake.AppendResponse101(hb[:0], r.Key, "", extra)
+	if d := backendDeflate(r.Extensions); d != nil { // deflate.go
+		resp = append(resp[:len(resp)-2], "Sec-WebSocket-Extensions: "+d.String()+"\r\n\r\n"...)
+	}
+	if _, err := nc.Write(resp); err != nil {
 		return
 	}
 	_ = nc.SetReadDeadline(time.Time{})
@@ -78,7 +82,8 @@ func handleBackend(nc net.Conn) {
 	}
 }
 
-var backendRules = frame.Rules{Sender: frame.FromClient, MaxPayload: 64 << 20}
+// backendRules allow RSV1: compressed frames are echoed as they came.
+var backendRules = frame.Rules{Sender: frame.FromClient, MaxPayload: 64 << 20, AllowRsv: frame.Rsv1}
 
 // control handles a control frame whose header was read: a ping gets its
 // pong, a close its reply (then the caller closes). It reports whether the
@@ -132,7 +137,7 @@ func echoLoop(nc net.Conn, br *bufio.Reader) {
 			}
 			continue
 		}
-		out := frame.Header{Fin: h.Fin, Opcode: h.Opcode, Length: h.Length}
+		out := frame.Header{Fin: h.Fin, Rsv: h.Rsv, Opcode: h.Opcode, Length: h.Length}
 		if _, err := bw.Write(hb[:frame.PutHeader(hb, out)]); err != nil {
 			return
 		}

@@ -40,6 +40,8 @@ type client struct {
 	next   atomic.Uint32
 	nsrc   int
 	srcIP0 net.IP
+	// deflate is the permessage-deflate offer of every dial (nil: none).
+	deflate *handshake.DeflateOffer
 }
 
 // newClient returns a client for rawURL, ws:// or wss://. tlsConf is used
@@ -94,11 +96,19 @@ func (c *client) dial(ctx context.Context, path string) (*conn, error) {
 	u := *c.u
 	path, u.RawQuery, _ = strings.Cut(path, "?")
 	u.Path = joinPath(u.Path, path)
-	up, err := c.d.Dial(ctx, &u, nil, nil)
+	up, err := c.d.DialDeflate(ctx, &u, nil, nil, c.deflate)
 	if err != nil {
 		return nil, err
 	}
-	return &conn{nc: up.Conn, br: up.Reader}, nil
+	cn := &conn{nc: up.Conn, br: up.Reader}
+	if c.deflate != nil {
+		if !up.DeflateOn {
+			up.Conn.Close()
+			return nil, errors.New("permessage-deflate offered but not negotiated")
+		}
+		cn.rsv = frame.Rsv1
+	}
+	return cn, nil
 }
 
 func joinPath(a, b string) string {
@@ -120,6 +130,7 @@ type conn struct {
 	nc   net.Conn
 	br   *bufio.Reader
 	rbuf []byte
+	rsv  uint8 // frame.Rsv1 when permessage-deflate was negotiated
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -160,7 +171,7 @@ func (c *conn) readMessage() (frame.Opcode, []byte, frame.CloseCode, error) {
 	var op frame.Opcode
 	msg := c.rbuf[:0]
 	for {
-		h, err := frame.ReadHeader(c.br, frame.Rules{Sender: frame.FromServer, MaxPayload: 64 << 20})
+		h, err := frame.ReadHeader(c.br, frame.Rules{Sender: frame.FromServer, MaxPayload: 64 << 20, AllowRsv: c.rsv})
 		if err != nil {
 			return 0, nil, 0, err
 		}

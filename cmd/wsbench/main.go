@@ -156,6 +156,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("admin-token-file", "", "broadcast: file holding the admin bearer token (server.admin_token_file)")
 	pids := fs.String("pid", "", "comma-separated PIDs of the gateway (descendants included), for CPU and RSS")
 	fs.IntVar(&o.Sources, "sources", 16, "spread connections over this many source addresses 127.0.0.2…")
+	fs.StringVar(&o.Deflate, "deflate", "", "permessage-deflate: off, no_context_takeover or context_takeover (default: the scenario's; echo-deflate: no_context_takeover)")
 	insecure := fs.Bool("insecure", false, "wss://: do not verify the server's certificate (self-signed benchmark certificates)")
 	caFile := fs.String("ca", "", "wss://: verify the server's certificate against the CAs of this PEM file instead of the system roots")
 	prof := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
@@ -206,6 +207,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.Size == 0 {
 		o.Size = sc.size
+	}
+	if o.Deflate == "" {
+		o.Deflate = sc.deflate
 	}
 	// Every run stops by itself: setup, teardown and stragglers get a
 	// bounded time on top of the window.

@@ -30,6 +30,7 @@ type options struct {
 	Settle   time.Duration // idle-mem: wait after opening, before reading RSS
 	PIDs     []int         // the gateway's processes (their descendants too)
 	Sources  int           // source addresses 127.0.0.2… to spread over; <=1: the default
+	Deflate  string        // permessage-deflate: off, no_context_takeover, context_takeover (deflate.go)
 	TLS      *tls.Config   // for wss:// URLs; nil: verify against the system roots
 	// broadcast: the gateway's admin listener and its bearer token.
 	Admin, AdminToken string
@@ -87,6 +88,7 @@ type scenario struct {
 	run func(ctx context.Context, o options) (*result, error)
 	// defaults
 	conns, inflight, size int
+	deflate               string
 }
 
 var scenarios = map[string]scenario{
@@ -96,6 +98,9 @@ var scenarios = map[string]scenario{
 	"handshake-rate": {run: runHandshake, conns: 16, size: 16},
 	"idle-mem":       {run: runIdle, conns: 64, size: 16},
 	"broadcast":      {run: runBroadcast, conns: 16, size: 128},
+	// echo-small with compression: 1 KiB JSON-like text compressing about
+	// 4:1, without context takeover (deflate.go).
+	"echo-deflate": {run: runEcho, conns: 64, inflight: 1, size: 1024, deflate: deflateNoTakeover},
 }
 
 // errs counts errors and keeps the first one.
@@ -202,6 +207,9 @@ func openConns(ctx context.Context, o options, path string) (conns []*conn, stop
 	if err != nil {
 		return nil, nil, err
 	}
+	if cl.deflate, err = deflateOffer(o.Deflate); err != nil {
+		return nil, nil, err
+	}
 	if conns, err = dialAll(ctx, cl, path, o.Conns); err != nil {
 		return nil, nil, err
 	}
@@ -255,6 +263,11 @@ func runEcho(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	defer stop()
+	// Built before the clock starts: compressing them is not the run's work.
+	payloads := make([][]byte, len(conns))
+	for i := range payloads {
+		payloads[i] = messagePayload(o, i)
+	}
 	probe := newProbe(o.PIDs)
 	start := time.Now()
 	winStart := start.Add(o.Warmup)
@@ -269,7 +282,7 @@ func runEcho(ctx context.Context, o options) (*result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := echoWorker(c, o.Inflight, textPayload(o.Size, i), winStart, winEnd, hists[i])
+			n, err := echoWorker(c, o.Inflight, payloads[i], winStart, winEnd, hists[i])
 			counts[i] = n
 			if err != nil {
 				e.add(err)
@@ -315,7 +328,7 @@ func echoWorker(c *conn, inflight int, payload []byte, winStart, winEnd time.Tim
 	fill := func(now time.Time) error {
 		wbuf = wbuf[:0]
 		for out < inflight {
-			wbuf = appendMasked(wbuf, frame.OpText, payload)
+			wbuf = c.appendData(wbuf, payload)
 			sent[tail] = now
 			tail = (tail + 1) % inflight
 			out++
@@ -550,6 +563,9 @@ func runIdle(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cl.deflate, err = deflateOffer(o.Deflate); err != nil {
+		return nil, err
+	}
 	pids := tree(o.PIDs)
 	r := &result{Sessions: o.Sessions}
 	r.RSSBeforeKiB = rssKiB(pids)
@@ -572,7 +588,7 @@ func runIdle(ctx context.Context, o options) (*result, error) {
 		dialWG.Add(1)
 		go func() {
 			defer dialWG.Done()
-			payload := textPayload(o.Size, i)
+			payload := messagePayload(o, i)
 			for next.Add(1) <= int64(o.Sessions) && ctx.Err() == nil {
 				dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				c, err := cl.dial(dctx, "/echo")
@@ -582,7 +598,7 @@ func runIdle(ctx context.Context, o options) (*result, error) {
 					continue
 				}
 				_ = c.nc.SetDeadline(time.Now().Add(10 * time.Second))
-				err = c.send(frame.OpText, payload)
+				err = c.sendData(payload)
 				if err == nil {
 					_, _, _, err = c.readMessage()
 				}

@@ -169,6 +169,57 @@ func TestScenariosDirect(t *testing.T) {
 	})
 }
 
+// TestScenariosDeflate: echo-deflate, and idle-mem with compression in
+// both modes, against the backend directly: compression is negotiated and
+// every echo comes back compressed, byte for byte.
+func TestScenariosDeflate(t *testing.T) {
+	url := startBackend(t)
+	ctx := context.Background()
+	t.Run("echo-deflate", func(t *testing.T) {
+		o := short("echo-deflate", url)
+		o.Deflate = scenarios["echo-deflate"].deflate
+		r, err := runEcho(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Errors != 0 || r.Ops == 0 || r.Value <= 0 {
+			t.Fatalf("ops %d, value %v, errors %d (%s)", r.Ops, r.Value, r.Errors, r.FirstError)
+		}
+		checkLatencies(t, r)
+	})
+	for _, mode := range []string{deflateNoTakeover, deflateTakeover} {
+		t.Run("idle-mem "+mode, func(t *testing.T) {
+			o := short("idle-mem", url)
+			o.Deflate, o.Size = mode, 1024
+			r, err := runIdle(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Errors != 0 || r.Opened != o.Sessions || r.ClosedClean != o.Sessions {
+				t.Fatalf("opened %d, closed cleanly %d of %d; errors %d (%s)", r.Opened, r.ClosedClean, o.Sessions, r.Errors, r.FirstError)
+			}
+		})
+	}
+	t.Run("the payload compresses about 4:1", func(t *testing.T) {
+		p := jsonPayload(1024, 3)
+		z := compressMessage(p)
+		if len(p) != 1024 || len(z)*3 > len(p) || len(z)*6 < len(p) {
+			t.Fatalf("%d bytes compress to %d", len(p), len(z))
+		}
+	})
+	t.Run("not negotiated is an error", func(t *testing.T) {
+		cl, err := newClient(url, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.deflate, _ = deflateOffer(deflateNoTakeover)
+		cl.deflate.Offers[0].ServerMaxWindowBits = 9 // the backend answers without it: refused
+		if _, err := cl.dial(ctx, "/echo"); err == nil {
+			t.Fatal("dial succeeded with an answer that accepts none of the offers")
+		}
+	})
+}
+
 // TestScenariosTLS runs every scenario over wss://, with -insecure's
 // configuration (as compare.sh does against wsgate-tls).
 func TestScenariosTLS(t *testing.T) {

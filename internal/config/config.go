@@ -130,6 +130,8 @@ type RouteSettings struct {
 	RateLimit RateLimits
 	// Events is where session start and end are POSTed; nil = nowhere.
 	Events *Events
+	// PermessageDeflate is the compression policy (deflate.go).
+	PermessageDeflate Deflate
 	// MaxRequestBodyBytes caps a proxied HTTP request's body (413).
 	MaxRequestBodyBytes Size
 	// HTTPResponseTimeout is how long a proxied HTTP request waits for the

@@ -254,6 +254,7 @@ func specSettingsDefaults() RouteSettings {
 		MaxFrameBytes:       1 << 20,
 		MaxMessageBytes:     4 << 20,
 		RateLimit:           RateLimits{OnExceed: "close"},
+		PermessageDeflate:   Deflate{Enabled: true},
 		MaxRequestBodyBytes: 10 << 20,
 		HTTPResponseTimeout: 60 * time.Second,
 	}
@@ -340,6 +341,7 @@ func TestConfigFull(t *testing.T) {
 			Frames:           &Rate{PerSecond: 1000, Burst: 2000},
 			OnExceed:         "throttle",
 		},
+		PermessageDeflate:   Deflate{Enabled: true, ContextTakeover: true},
 		MaxRequestBodyBytes: 10 * MiB,
 		HTTPResponseTimeout: time.Minute,
 	}
@@ -352,7 +354,7 @@ func TestConfigFull(t *testing.T) {
 
 	chat := cfg.Routes[0]
 	if chat.Name != "chat" || chat.Host != "chat.example.com" || chat.Path != "/ws" || !chat.StripPrefix ||
-		chat.Balance != "least_conn" || chat.AllowPlain || chat.Line != 41 {
+		chat.Balance != "least_conn" || chat.AllowPlain || chat.Line != 43 {
 		t.Errorf("chat = %+v", chat)
 	}
 	if len(chat.Upstreams) != 2 {
@@ -380,7 +382,8 @@ func TestConfigFull(t *testing.T) {
 	chatWant.MaxMessageBytes = 64 * KiB
 	chatWant.Origins = nil // origins: [] on the route: any origin again
 	chatWant.RateLimit.Messages = &Rate{PerSecond: 20, Burst: 40}
-	chatWant.RateLimit.Bytes = nil // "unlimited" lifts the default
+	chatWant.PermessageDeflate = Deflate{Enabled: false, ContextTakeover: true} // merged key by key
+	chatWant.RateLimit.Bytes = nil                                              // "unlimited" lifts the default
 	if !reflect.DeepEqual(chat.Settings, chatWant) {
 		t.Errorf("chat settings:\n got %+v\nwant %+v", chat.Settings, chatWant)
 	}

@@ -25,7 +25,7 @@ var (
 	acmeKeys     = []string{"email", "ca", "ca_root", "agree_terms", "storage"}
 	certKeys     = []string{"cert", "key"}
 	logKeys      = []string{"level", "format", "access"}
-	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit", "max_request_body_bytes", "http_response_timeout", "auth", "events", "max_session_lifetime"}
+	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit", "max_request_body_bytes", "http_response_timeout", "auth", "events", "permessage_deflate", "max_session_lifetime"}
 	rateKeys     = []string{"requests", "handshakes", "connections_per_ip", "messages", "messages_per_ip", "bytes", "frames", "on_exceed"}
 	rateSpecKeys = []string{"rate", "burst"}
 	routeKeys    = []string{"name", "host", "path", "strip_prefix", "upstreams", "balance", "upstream_tls", "subprotocols", "set_headers", "allow_plain", "http", "sticky_cookie"}
@@ -60,6 +60,7 @@ func builtinSettings() RouteSettings {
 		MaxFrameBytes:       1 * MiB,
 		MaxMessageBytes:     4 * MiB,
 		RateLimit:           RateLimits{OnExceed: DefaultOnExceed},
+		PermessageDeflate:   DefaultDeflate,
 		MaxRequestBodyBytes: 10 * MiB,
 		HTTPResponseTimeout: 60 * time.Second,
 	}

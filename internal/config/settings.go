@@ -55,6 +55,7 @@ type settingsLayer struct {
 	connsPerIP                                   opt[int]
 	onExceed                                     opt[OnExceed]
 	events                                       opt[*Events]
+	deflate                                      deflateLayer
 	auth                                         opt[*Auth] // set to nil: "off"
 }
 
@@ -83,6 +84,7 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		onExceed:      l.onExceed.or(base.onExceed),
 		lifetime:      l.lifetime.or(base.lifetime),
 		events:        l.events.or(base.events),
+		deflate:       l.deflate.over(base.deflate),
 		auth:          l.auth.or(base.auth),
 	}
 }
@@ -163,6 +165,8 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 		p.rateLimit(f.V, l)
 	case "events":
 		p.events(f.V, &l.events) // sessions.go
+	case "permessage_deflate":
+		p.deflateBlock(f.V, &l.deflate)
 	case "auth":
 		// A route's auth block replaces the one in defaults as a whole
 		// (README "Authentication"): half of one and half of the other
@@ -310,6 +314,8 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	rl.ConnectionsPerIP = l.connsPerIP.get(0)
 	rl.OnExceed = l.onExceed.get(DefaultOnExceed)
 	s.Events = l.events.get(nil)
+	s.PermessageDeflate = l.deflate.resolve()
+	p.checkDeflate(scope, l.deflate, own.deflate)
 	s.Auth = l.auth.get(nil)
 
 	isRoute := scope != "defaults"

@@ -69,7 +69,10 @@ type closeKey struct {
 type routeStats struct {
 	sessions        float64
 	messages, bytes [2]float64 // finished sessions; [0] client→upstream, [1] upstream→client
-	live            map[*relay.Session]struct{}
+	// compressed messages and their inflated bytes (permessage-deflate),
+	// finished sessions, as messages and bytes.
+	compressed, inflated [2]float64
+	live                 map[*relay.Session]struct{}
 }
 
 // Route is a route of the config in force, as a scrape sees it.
@@ -149,6 +152,7 @@ func (m *Metrics) SessionEnded(s *relay.Session) {
 	r := m.route(s.Route)
 	delete(r.live, s)
 	addTallies(&r.messages, &r.bytes, s)
+	addInflated(&r.compressed, &r.inflated, s)
 	cc, cu := m.closeCounter(s, relay.SideClient), m.closeCounter(s, relay.SideUpstream)
 	m.mu.Unlock()
 	cc.Inc()
@@ -207,11 +211,13 @@ func closeCodeLabel(code int) string {
 }
 
 var (
-	descSessions = prometheus.NewDesc("wsgate_sessions_total", "Sessions established (the client got its 101), by route.", []string{"route"}, nil)
-	descActive   = prometheus.NewDesc("wsgate_sessions_active", "Open sessions, by route.", []string{"route"}, nil)
-	descMessages = prometheus.NewDesc("wsgate_messages_total", "Data messages relayed (final frames of text/binary messages), by route and direction.", []string{"route", "direction"}, nil)
-	descBytes    = prometheus.NewDesc("wsgate_bytes_total", "Payload bytes of data frames relayed, by route and direction.", []string{"route", "direction"}, nil)
-	descUp       = prometheus.NewDesc("wsgate_upstream_up", "1 if the upstream is in rotation (not backing off after a failed dial, not drained), else 0.", []string{"route", "upstream"}, nil)
+	descSessions   = prometheus.NewDesc("wsgate_sessions_total", "Sessions established (the client got its 101), by route.", []string{"route"}, nil)
+	descActive     = prometheus.NewDesc("wsgate_sessions_active", "Open sessions, by route.", []string{"route"}, nil)
+	descMessages   = prometheus.NewDesc("wsgate_messages_total", "Data messages relayed (final frames of text/binary messages), by route and direction.", []string{"route", "direction"}, nil)
+	descBytes      = prometheus.NewDesc("wsgate_bytes_total", "Payload bytes of data frames relayed, by route and direction.", []string{"route", "direction"}, nil)
+	descCompressed = prometheus.NewDesc("wsgate_compressed_messages_total", "Compressed (permessage-deflate) data messages relayed and checked by inflation, by route and direction.", []string{"route", "direction"}, nil)
+	descInflated   = prometheus.NewDesc("wsgate_inflated_bytes_total", "Bytes the compressed messages inflated to when the gateway checked them, by route and direction (wsgate_bytes_total counts them as sent, compressed).", []string{"route", "direction"}, nil)
+	descUp         = prometheus.NewDesc("wsgate_upstream_up", "1 if the upstream is in rotation (not backing off after a failed dial, not drained), else 0.", []string{"route", "upstream"}, nil)
 )
 
 // liveCollector reports the metrics that are read off the live state at
@@ -223,6 +229,8 @@ func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descActive
 	ch <- descMessages
 	ch <- descBytes
+	ch <- descCompressed
+	ch <- descInflated
 	ch <- descUp
 }
 
@@ -256,6 +264,7 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, r := range m.routes {
 		a := get(name)
 		a.sessions, a.messages, a.bytes = r.sessions, r.messages, r.bytes
+		a.compressed, a.inflated = r.compressed, r.inflated
 		a.live = make([]*relay.Session, 0, len(r.live))
 		for s := range r.live {
 			a.live = append(a.live, s)
@@ -265,12 +274,15 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	for route, a := range per {
 		for _, s := range a.live {
 			addTallies(&a.messages, &a.bytes, s)
+			addInflated(&a.compressed, &a.inflated, s)
 		}
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, a.sessions, route)
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(len(a.live)), route)
 		for i, dir := range [2]string{DirClientToUpstream, DirUpstreamToClient} {
 			ch <- prometheus.MustNewConstMetric(descMessages, prometheus.CounterValue, a.messages[i], route, dir)
 			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, a.bytes[i], route, dir)
+			ch <- prometheus.MustNewConstMetric(descCompressed, prometheus.CounterValue, a.compressed[i], route, dir)
+			ch <- prometheus.MustNewConstMetric(descInflated, prometheus.CounterValue, a.inflated[i], route, dir)
 		}
 	}
 	for _, r := range routes {
@@ -288,6 +300,17 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 func addTallies(m, b *[2]float64, s *relay.Session) {
 	_, cm, cb := s.Tally(relay.SideClient)
 	_, um, ub := s.Tally(relay.SideUpstream)
+	m[0] += float64(cm)
+	m[1] += float64(um)
+	b[0] += float64(cb)
+	b[1] += float64(ub)
+}
+
+// addInflated adds s's compressed messages and their inflated bytes, per
+// direction, to m and b.
+func addInflated(m, b *[2]float64, s *relay.Session) {
+	cm, cb := s.Inflated(relay.SideClient)
+	um, ub := s.Inflated(relay.SideUpstream)
 	m[0] += float64(cm)
 	m[1] += float64(um)
 	b[0] += float64(cb)

@@ -1,6 +1,10 @@
 package relay
 
-import "wsgate/frame"
+import (
+	"io"
+
+	"wsgate/frame"
+)
 
 // Data frames: small frames read whole and checked, large ones streamed,
 // pipelined small frames coalesced into one write.
@@ -46,6 +50,9 @@ func (s *Session) data(src, dst *leg, h frame.Header) bool {
 // unmasks it, validates it, and masks it with out's key. A binary payload
 // needs no inspection, so client -> upstream it is re-masked in one pass.
 func (s *Session) relayPayload(src *leg, h, out frame.Header, pos int, p []byte) error {
+	if src.dfl != nil && src.msg.Compressed() {
+		return s.inflatePayload(src, h, out, pos, p) // deflate.go
+	}
 	if h.Masked && out.Masked && src.msg.Opcode() != frame.OpText {
 		frame.Remask(h.Key, out.Key, pos, p)
 	} else {
@@ -104,7 +111,16 @@ func (s *Session) stream(src, dst *leg, h, out frame.Header, buf []byte) bool {
 			chunk = smallFrame
 		}
 		n := min(h.Length-pos, chunk)
-		k, err := src.br.Read(buf[room : room+int(n)])
+		var k int
+		var err error
+		if first && src.dfl != nil && src.msg.Compressed() {
+			// A compressed frame's first chunk is read whole: 16 KiB of
+			// deflate data can inflate to 16 MiB, and a bomb must be found
+			// before any of it went out (deflate.go).
+			k, err = io.ReadFull(src.br, buf[room:room+int(n)])
+		} else {
+			k, err = src.br.Read(buf[room : room+int(n)])
+		}
 		if k > 0 {
 			// Payload is life: a peer inside a large frame cannot answer a
 			// ping until the frame ends (RFC 6455 §5.4: control frames

@@ -24,6 +24,11 @@
 // frame each side gets; the session ends when both pumps have finished,
 // and OnEnd is called once.
 //
+// With permessage-deflate negotiated (SetDeflate; deflate.go), compressed
+// messages are relayed as they arrived and inflated on the way only to be
+// checked; an inflater is held only while a compressed message is in
+// flight (across a park between its fragments too), none between messages.
+//
 // A leg quiet for ParkAfter parks at a frame boundary (park.go): its read
 // buffer goes back to the pool, the gateway's Poller watches its descriptor,
 // a timer stands in for its deadlines, and its pump goroutine ends. Input,

@@ -74,6 +74,10 @@ type leg struct {
 	// client leg has one.
 	wakec chan struct{}
 
+	// dfl is the permessage-deflate state of what this leg sends (nil:
+	// not negotiated); owned by this leg's pump (deflate.go).
+	dfl *inflState
+
 	// pend holds small frames read from this leg and not yet written to the
 	// other one (see session.emit); owned by this leg's pump.
 	pend *[]byte

@@ -50,6 +50,11 @@ func (s *Session) pump(src, dst *leg) (parked bool) {
 			continue
 		}
 		h, err := frame.ReadHeader(src.br, src.rules)
+		if err == nil && h.Rsv != 0 && h.Opcode.IsControl() {
+			// RSV1 is permessage-deflate's, and only for data (RFC 7692
+			// §6.1); a continuation's is refused by src.msg.
+			err = frame.ErrRsv1NotFirst
+		}
 		if src.pend != nil && (err != nil || h.Opcode.IsControl() || h.Length > smallFrame || src.sentClose.Load()) {
 			s.flush(src) // only small data frames join a batch
 		}
@@ -204,6 +209,7 @@ func (s *Session) finish(src *leg) {
 	src.conn.Close()
 	putReader(src.br)
 	src.br = nil
+	s.releaseInflater(src)
 }
 
 // discard reads and drops whatever src still sends, until EOF or its close

@@ -30,7 +30,10 @@ type Session struct {
 	Client   string // the client's address
 	Upstream string // the upstream's configured URL
 	Protocol string // the subprotocol chosen
-	User     string // who authenticated (the token's sub), "" if nobody
+	// Compression is the permessage-deflate response the client got
+	// ("" if none), for the access log; see SetDeflate.
+	Compression string
+	User        string // who authenticated (the token's sub), "" if nobody
 
 	// ID names the session in the sessions API and the logs. Set before
 	// Run and never changed. (It lives here, in room the Session's size

@@ -38,6 +38,7 @@ type Peer struct {
 	Client bool // we are the client: frames we write are masked
 	Key    [4]byte
 	Fixed  bool       // mask every frame with key (else a fresh random key)
+	Rsv    uint8      // RSV bits Read accepts (an extension the test negotiated)
 	wmu    sync.Mutex // writes may come from two goroutines (e.g. pongs and data)
 }
 
@@ -151,7 +152,7 @@ func ClosePayload(code frame.CloseCode, reason string) []byte {
 // Read reads one frame (no rule checked, any size up to 16 MiB).
 func (p *Peer) Read() (Frame, error) {
 	_ = p.Conn.SetReadDeadline(time.Now().Add(IO))
-	h, err := frame.ReadHeader(p.BR, frame.Rules{})
+	h, err := frame.ReadHeader(p.BR, frame.Rules{AllowRsv: p.Rsv})
 	if err != nil {
 		return Frame{}, err
 	}
