@@ -25,6 +25,7 @@ import (
 	"wsgate/handshake"
 	"wsgate/internal/auth"
 	"wsgate/internal/balance"
+	"wsgate/internal/cluster"
 	"wsgate/internal/config"
 	"wsgate/internal/echo"
 	"wsgate/internal/listen"
@@ -62,7 +63,10 @@ type Gateway struct {
 	// relayHooks); nil in production.
 	hooks atomic.Pointer[relay.Hooks]
 	poll  *relay.Poller // parked legs; nil where legs do not park
-	sess  sessionsState // the sessions API and events (sessions.go)
+	// cluster is the shared store of several instances; nil alone
+	// (cluster.go).
+	cluster *cluster.Cluster
+	sess    sessionsState // the sessions API and events (sessions.go)
 	// streams is done when the gateway starts to shut down: event streams
 	// proxied for http: proxy routes end then, since they would never end
 	// by themselves within shutdown_grace (http.go).
@@ -107,6 +111,9 @@ func New(cfg *config.Config, log zerolog.Logger) (*Gateway, error) {
 	g.sess.metrics = g.metrics.NewSessionsAPI()
 	snap, err := buildSnapshot(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.joinCluster(cfg); err != nil {
 		return nil, err
 	}
 	g.provision(snap, nil)
@@ -230,8 +237,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := clientAddr(r, snap.cfg.Server.TrustedProxies)
 	key := ratelimit.Key(client)
 	rl := rs.limits
+	if g.clusterRefuses(w, r, rs.cfg.Name) {
+		return
+	}
 	if rl.handshakes != nil {
-		if ok, retry := rl.handshakes.AllowN(key, time.Now(), 1); !ok {
+		if ok, retry := g.allowHandshake(r.Context(), rs, key); !ok {
 			rl.hits.handshakes.Inc()
 			g.refuse(w, r, rs.cfg.Name, http.StatusTooManyRequests, "too many handshakes from this address",
 				"Retry-After", retryAfter(retry))
@@ -242,20 +252,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !rl.conns.Acquire(key, rl.cfg.ConnectionsPerIP) {
+	if !g.acquireConn(r.Context(), rs, key) {
 		rl.hits.conns.Inc()
 		g.refuse(w, r, rs.cfg.Name, http.StatusTooManyRequests, "too many connections from this address")
 		return
 	}
 	if g.draining.Load() {
-		rl.conns.Release(key)
+		g.releaseConn(rs, key)
 		g.refuse(w, r, rs.cfg.Name, http.StatusServiceUnavailable, "gateway is shutting down",
 			"Retry-After", "5", "Connection", "close")
 		return
 	}
 	if n := g.slots.Add(1); snap.cfg.Server.MaxConnections > 0 && n > int64(snap.cfg.Server.MaxConnections) {
 		g.slots.Add(-1)
-		rl.conns.Release(key)
+		g.releaseConn(rs, key)
 		g.refuse(w, r, rs.cfg.Name, http.StatusServiceUnavailable, "gateway at max_connections",
 			"Retry-After", "1")
 		return
@@ -264,7 +274,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the session's end does it.
 	release := func() {
 		g.slots.Add(-1)
-		rl.conns.Release(key)
+		g.releaseConn(rs, key)
 	}
 
 	stuck := ""
@@ -292,6 +302,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := relay.New(rs.session)
 	s.Hooks = g.hooks.Load()
 	s.Route, s.Client, s.Upstream, s.Protocol = rs.cfg.Name, client.String(), b.Key, up.Protocol
+	s.SetLifetime(lifetimeOf(rs.cfg.Settings.MaxSessionLifetime))
 	s.User = au.user
 	s.SetExpiry(au.expires)
 	s.Attach(conn, br, up.Conn, up.Reader, g.poll)

@@ -114,6 +114,7 @@ func (g *Gateway) provision(snap, prev *snapshot) {
 			}
 		}
 		rs.limits = g.newRouteLimits(rs, reg.m[rs.cfg.Name])
+		g.shareLimits(rs.limits)
 		rs.auth = g.newAuth(rs)
 		keep[rs.cfg.Name] = rs.limits
 	}

@@ -72,6 +72,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 // logger and the TLS listener's config are built once at start.
 func restartOnly(old, cfg *config.Config) ([]string, *config.Config) {
 	keys := changedKeys("server", reflect.ValueOf(old.Server), reflect.ValueOf(cfg.Server))
+	keys = append(keys, changedKeys("cluster", reflect.ValueOf(old.Cluster), reflect.ValueOf(cfg.Cluster))...)
 	if old.Log.Level != cfg.Log.Level {
 		keys = append(keys, "log.level")
 	}
@@ -86,6 +87,7 @@ func restartOnly(old, cfg *config.Config) ([]string, *config.Config) {
 	}
 	c := *cfg
 	c.Server = old.Server
+	c.Cluster = old.Cluster // the connection to Redis is made once (cluster.go)
 	c.Log.Level, c.Log.Format = old.Log.Level, old.Log.Format
 	c.TLS.MinVersion = old.TLS.MinVersion
 	return keys, &c

@@ -76,6 +76,7 @@ func (g *Gateway) Listen() (*Listeners, error) {
 // "Graceful shutdown") and returns.
 func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	defer g.poll.Close() // after the shutdown: no session is left to park
+	defer g.leaveCluster()
 	defer func() { g.snap.Load().closeIdle() }()
 	cfg := g.Config()
 	var servers []*http.Server
@@ -151,7 +152,7 @@ func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 			if ls.Plain != nil {
 				plainAddr = ls.Plain.Addr()
 			}
-			acme, err = certs.NewACME(cfg.TLS.ACME, plainAddr, ls.TLS.Addr(), g.tls.challenges, g.log)
+			acme, err = certs.NewACMEStorage(cfg.TLS.ACME, g.certStorage(), plainAddr, ls.TLS.Addr(), g.tls.challenges, g.log)
 			if err != nil {
 				return err
 			}

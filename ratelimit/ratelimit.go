@@ -75,7 +75,8 @@ type keyedShard struct {
 	mu        sync.Mutex
 	m         map[netip.Addr]*rate.Limiter
 	nextSweep time.Time
-	_         [64 - 8 - 8 - 24]byte // one cache line each: shards do not share
+	used      map[netip.Addr]int64      // tokens taken since TakeUsed; nil unless Track (shared.go)
+	_         [64 - 8 - 8 - 24 - 8]byte // one cache line each: shards do not share
 }
 
 // NewKeyed returns a limiter of r tokens per second with the given burst per
@@ -137,6 +138,13 @@ func (k *Keyed) AllowN(key netip.Addr, now time.Time, n int) (ok bool, retry tim
 		s.m[key] = lim
 	}
 	if lim.AllowN(now, n) {
+		if s.used != nil {
+			// Bounded like the buckets: past the cap, new keys go
+			// unreported until the next TakeUsed.
+			if _, ok := s.used[key]; ok || len(s.used) < k.perShard {
+				s.used[key] += int64(n)
+			}
+		}
 		return true, 0
 	}
 	if n > k.burst {

@@ -76,6 +76,16 @@ type acmeHost struct {
 // NewACME builds certmagic's cache, config and ACME issuer for a,
 // with challenges answered on the gateway's own listener ports.
 func NewACME(a *config.ACMEConfig, plain, tlsLn net.Addr, ch Challenges, log zerolog.Logger) (*ACME, error) {
+	return NewACMEStorage(a, nil, plain, tlsLn, ch, log)
+}
+
+// NewACMEStorage is NewACME keeping the account, certificates, locks and
+// challenge data in st instead of the folder tls.acme.storage (nil): the
+// cluster's Redis, shared by every instance.
+func NewACMEStorage(a *config.ACMEConfig, st certmagic.Storage, plain, tlsLn net.Addr, ch Challenges, log zerolog.Logger) (*ACME, error) {
+	if st == nil {
+		st = &certmagic.FileStorage{Path: a.Storage}
+	}
 	m := &ACME{cfg: *a, log: log, hosts: map[string]*acmeHost{}}
 	m.names.Store(&map[string]bool{})
 	zl := zap.New(zerologCore{log: log.With().Str("component", "certmagic").Logger()})
@@ -84,7 +94,7 @@ func NewACME(a *config.ACMEConfig, plain, tlsLn net.Addr, ch Challenges, log zer
 		Logger:           zl,
 	})
 	m.magic = certmagic.New(m.cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: a.Storage},
+		Storage: st,
 		Logger:  zl,
 		OnEvent: m.onEvent,
 		// Every handshake would build a "tls_get_certificate" event.

@@ -43,6 +43,7 @@ type Config struct {
 	Server   ServerConfig
 	TLS      TLSConfig
 	Log      LogConfig
+	Cluster  ClusterConfig // cluster.go
 	Defaults RouteSettings // the resolved `defaults` block
 	Routes   []*Route      // in file order
 	// AdminToken is the content of server.admin_token_file, read at load
@@ -136,6 +137,9 @@ type RouteSettings struct {
 	// HTTPResponseTimeout is how long a proxied HTTP request waits for the
 	// upstream's response headers (504).
 	HTTPResponseTimeout time.Duration
+	// MaxSessionLifetime ends a session this old (±10 % jitter) with 1001
+	// on both sides; 0 = unlimited (README "Running several instances").
+	MaxSessionLifetime time.Duration
 	// Auth is the `auth` block (README "Authentication").
 	Auth *Auth // nil: no authentication
 }

@@ -16,7 +16,7 @@ import (
 // The document.
 
 var (
-	topKeys    = []string{"server", "tls", "log", "defaults", "routes"}
+	topKeys    = []string{"server", "tls", "log", "cluster", "defaults", "routes"}
 	serverKeys = []string{"listen", "tls_listen", "admin_listen", "trusted_proxies", "proxy_protocol",
 		"max_connections", "handshake_timeout", "max_header_bytes", "max_pending_per_ip",
 		"upstream_failure_code", "shutdown_grace", "shutdown_close_code", "close_spread",
@@ -25,7 +25,7 @@ var (
 	acmeKeys     = []string{"email", "ca", "ca_root", "agree_terms", "storage"}
 	certKeys     = []string{"cert", "key"}
 	logKeys      = []string{"level", "format", "access"}
-	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit", "max_request_body_bytes", "http_response_timeout", "auth", "events", "permessage_deflate"}
+	settingKeys  = []string{"upstream_dial_timeout", "idle_timeout", "ping_interval", "pong_timeout", "close_timeout", "write_timeout", "max_frame_bytes", "max_message_bytes", "origins", "rate_limit", "max_request_body_bytes", "http_response_timeout", "auth", "events", "permessage_deflate", "max_session_lifetime"}
 	rateKeys     = []string{"requests", "handshakes", "connections_per_ip", "messages", "messages_per_ip", "bytes", "frames", "on_exceed"}
 	rateSpecKeys = []string{"rate", "burst"}
 	routeKeys    = []string{"name", "host", "path", "strip_prefix", "upstreams", "balance", "upstream_tls", "subprotocols", "set_headers", "allow_plain", "http", "sticky_cookie"}
@@ -68,10 +68,11 @@ func builtinSettings() RouteSettings {
 
 func (p *parser) config(root *yaml.Node) *Config {
 	cfg := &Config{
-		Path:   p.File,
-		Server: builtinServer(),
-		TLS:    TLSConfig{MinVersion: DefaultTLSMinVersion},
-		Log:    LogConfig{Level: "info", Format: "json", Access: true},
+		Path:    p.File,
+		Server:  builtinServer(),
+		TLS:     TLSConfig{MinVersion: DefaultTLSMinVersion},
+		Log:     LogConfig{Level: "info", Format: "json", Access: true},
+		Cluster: builtinCluster(),
 	}
 	doc := yamlwalk.Deref(root)
 	docLine := yamlwalk.LineOf(doc, 0)
@@ -89,6 +90,8 @@ func (p *parser) config(root *yaml.Node) *Config {
 			p.tlsBlock(f.V, &cfg.TLS)
 		case "log":
 			p.logBlock(f.V, &cfg.Log)
+		case "cluster":
+			p.clusterBlock(f.V, &cfg.Cluster)
 		case "defaults":
 			p.Accept(f.V)
 			for _, g := range p.Fields(f.V, settingKeys) {
@@ -106,6 +109,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 	}
 	p.checkServer(cfg)
 	p.checkTLS(cfg)
+	p.checkCluster(cfg)
 	return cfg
 }
 

@@ -46,6 +46,7 @@ type rateSpec struct {
 type settingsLayer struct {
 	dialTimeout, idle, ping, pong, closeT, write opt[time.Duration]
 	httpResponse                                 opt[time.Duration]
+	lifetime                                     opt[time.Duration] // max_session_lifetime
 	maxFrame, maxMessage, maxBody                opt[Size]
 	requests                                     opt[rateSpec]
 	origins                                      opt[[]string]
@@ -81,6 +82,7 @@ func (l settingsLayer) over(base settingsLayer) settingsLayer {
 		frames:        l.frames.or(base.frames),
 		connsPerIP:    l.connsPerIP.or(base.connsPerIP),
 		onExceed:      l.onExceed.or(base.onExceed),
+		lifetime:      l.lifetime.or(base.lifetime),
 		events:        l.events.or(base.events),
 		deflate:       l.deflate.over(base.deflate),
 		auth:          l.auth.or(base.auth),
@@ -110,6 +112,10 @@ func (p *parser) setting(l *settingsLayer, f yamlwalk.Field) bool {
 	case "pong_timeout":
 		if d, ok := p.Duration(f.V); ok {
 			l.pong.put(d)
+		}
+	case "max_session_lifetime":
+		if d, ok := p.Duration(f.V); ok {
+			l.lifetime.put(d)
 		}
 	case "max_frame_bytes":
 		if s, ok := p.sizeVal(f.V, minFrameBytes); ok {
@@ -293,6 +299,7 @@ func (p *parser) resolveSettings(scope string, base, own settingsLayer, scopeLin
 	s.MaxMessageBytes = l.maxMessage.get(s.MaxMessageBytes)
 	s.MaxRequestBodyBytes = l.maxBody.get(s.MaxRequestBodyBytes)
 	s.HTTPResponseTimeout = l.httpResponse.get(s.HTTPResponseTimeout)
+	s.MaxSessionLifetime = l.lifetime.get(0)
 	if l.origins.set && len(l.origins.v) > 0 {
 		s.Origins = slices.Clone(l.origins.v)
 	}

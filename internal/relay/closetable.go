@@ -15,6 +15,7 @@ const (
 	whyShutdown      = "shutdown"
 	whyDrained       = "drained"
 	whyTruncated     = "truncated"
+	whyLifetime      = "lifetime"
 	whyTokenExpired  = "token_expired"
 )
 
@@ -36,6 +37,7 @@ const (
 	evUpstreamTooBig                // message over the cap
 	evShutdown                      // SIGTERM
 	evDrained                       // reload removed the route/upstream; admin drain
+	evLifetime                      // max_session_lifetime (SetLifetime)
 	evTokenExpired                  // the client's token expired (SetExpiry)
 )
 
@@ -67,6 +69,7 @@ var closeTable = [...]closeRule{
 	evUpstreamTooBig:   {codeFailure, frame.CloseMessageTooBig, whyTooBig, "upstream message too big"},
 	evShutdown:         {codeShut, frame.CloseGoingAway, whyShutdown, "gateway shutting down"},
 	evDrained:          {frame.CloseServiceRestart, frame.CloseGoingAway, whyDrained, "route drained"},
+	evLifetime:         {frame.CloseGoingAway, frame.CloseGoingAway, whyLifetime, "session lifetime reached"},
 	evTokenExpired:     {frame.ClosePolicyViolation, frame.CloseGoingAway, whyTokenExpired, "token expired"},
 }
 

@@ -50,6 +50,9 @@ type Session struct {
 	start time.Time
 	lim   *Limits // the client's rate limits; nil: none
 	poll  *Poller // nil: legs never park
+	// lifetime is when the session ends for its age (since start; 0 =
+	// never): one more deadline among the timers (lifetime.go).
+	lifetime int64
 	// expires is when the client's credential runs out (since start; 0 =
 	// never): one more deadline among the timers (expiry.go).
 	expires int64

@@ -30,6 +30,9 @@ func (s *Session) timersDeadline(l *leg) int64 {
 	if s.cfg.IdleTimeout > 0 {
 		d = min(d, s.lastData.Load()+int64(s.cfg.IdleTimeout))
 	}
+	if s.lifetime != 0 {
+		d = min(d, s.lifetime)
+	}
 	if s.expires != 0 {
 		d = min(d, s.expires)
 	}
@@ -71,11 +74,12 @@ func (s *Session) rearm(l *leg) {
 type tickResult uint8
 
 const (
-	tickGoOn    tickResult = iota // keep reading (a keepalive ping may have been sent)
-	tickClosed                    // the close handshake ran out of time
-	tickIdle                      // no data frame either way for idle_timeout
-	tickGone                      // no frame at all within pong_timeout of our ping
-	tickExpired                   // the client's credential expired (SetExpiry)
+	tickGoOn     tickResult = iota // keep reading (a keepalive ping may have been sent)
+	tickClosed                     // the close handshake ran out of time
+	tickIdle                       // no data frame either way for idle_timeout
+	tickGone                       // no frame at all within pong_timeout of our ping
+	tickLifetime                   // the session reached its lifetime (SetLifetime)
+	tickExpired                    // the client's credential expired (SetExpiry)
 )
 
 // tick runs l's timers after a read on it timed out (or was woken). It sends
@@ -87,6 +91,9 @@ func (s *Session) tick(l *leg) tickResult {
 			return tickClosed
 		}
 		return tickGoOn
+	}
+	if s.lifetime != 0 && now >= s.lifetime {
+		return tickLifetime
 	}
 	if s.expires != 0 && now >= s.expires {
 		return tickExpired
@@ -132,6 +139,8 @@ func (s *Session) act(l *leg, t tickResult) bool {
 		return false
 	case tickIdle:
 		s.apply(evIdle, "gateway")
+	case tickLifetime:
+		s.apply(evLifetime, "gateway")
 	case tickExpired:
 		s.apply(evTokenExpired, "gateway")
 	}
