@@ -66,7 +66,10 @@ type Gateway struct {
 	// cluster is the shared store of several instances; nil alone
 	// (cluster.go).
 	cluster *cluster.Cluster
-	sess    sessionsState // the sessions API and events (sessions.go)
+	// clusterAPI carries the sessions API to the other instances; nil
+	// without a cluster or outside Serve (sessions_cluster.go).
+	clusterAPI *clusterSessions
+	sess       sessionsState // the sessions API and events (sessions.go)
 	// streams is done when the gateway starts to shut down: event streams
 	// proxied for http: proxy routes end then, since they would never end
 	// by themselves within shutdown_grace (http.go).
@@ -315,6 +318,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	access := snap.cfg.Log.Access
 	s.OnEnd = func() {
 		e := g.reg.remove(s)
+		if g.cluster != nil {
+			g.cluster.DirRemove(sessionID(s.ID).String())
+		}
 		g.metrics.SessionEnded(s)
 		// Log before the session stops counting as open, so that anyone
 		// who waits for the gateway to be idle finds every access line
@@ -330,6 +336,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.active.Add(1)
 	tags := g.sessionTags(s, up.Header)
 	g.reg.add(s, tags, g.sessionStarted(s, rs, tags))
+	if g.cluster != nil {
+		g.cluster.DirAdd(sessionID(s.ID).String())
+	}
 	g.metrics.SessionStarted(s)
 	// A reload or admin drain that swept the registry while this handshake
 	// was in flight could not see this session: hold it to the config in

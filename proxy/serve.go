@@ -77,6 +77,8 @@ func (g *Gateway) Listen() (*Listeners, error) {
 func (g *Gateway) Serve(ctx context.Context, ls *Listeners) error {
 	defer g.poll.Close() // after the shutdown: no session is left to park
 	defer g.leaveCluster()
+	g.clusterAPI = g.startClusterSessions()
+	defer g.clusterAPI.close()
 	defer func() { g.snap.Load().closeIdle() }()
 	cfg := g.Config()
 	var servers []*http.Server

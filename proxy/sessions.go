@@ -380,8 +380,19 @@ func closeSent(s *relay.Session, side relay.Side) (string, string) {
 // ---------------------------------------------------------------------------
 // Admin endpoints
 
-// sessionsAPI adds the sessions API to the admin mux.
+// sessionsAPI adds the sessions API to the admin mux: with a cluster, it
+// reaches the sessions of every instance (sessions_cluster.go).
 func (g *Gateway) sessionsAPI(mux *http.ServeMux) {
+	mux.HandleFunc("GET /sessions", g.clusterList)
+	mux.HandleFunc("GET /sessions/{id}", g.routed(g.getSession))
+	mux.HandleFunc("POST /sessions/{id}/messages", g.routed(g.pushSession))
+	mux.HandleFunc("DELETE /sessions/{id}", g.routed(g.closeSession))
+	mux.HandleFunc("POST /broadcast", g.clusterBroadcast)
+}
+
+// localSessionsAPI is the sessions API of this instance alone: what
+// answers the requests other instances send over the cluster's bus.
+func (g *Gateway) localSessionsAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /sessions", g.listSessions)
 	mux.HandleFunc("GET /sessions/{id}", g.getSession)
 	mux.HandleFunc("POST /sessions/{id}/messages", g.pushSession)

@@ -99,6 +99,7 @@ type Cluster struct {
 	rejoined chan struct{} // the health loop saw the server come back
 
 	releases chan connRef // queued connection releases (limits.go)
+	dir      chan dirChange // queued directory changes (directory.go); nil until StartDirectory
 
 	mu      sync.Mutex
 	src     Sources
@@ -188,8 +189,9 @@ func (c *Cluster) Close() error {
 		return nil
 	}
 	c.closed = true
+	stop := c.stop // StartDirectory may have wrapped it
 	c.mu.Unlock()
-	c.stop()
+	stop()
 	c.done.Wait()
 	// Leave at once: no instance needs to wait NodeTTL for our slots.
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
