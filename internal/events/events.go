@@ -104,10 +104,17 @@ func (s *Sender) Send(j *Job) bool {
 		s.finishDropped(j)
 		return false
 	}
-	if s.pending.Add(1) > int64(s.opt.Max) {
-		s.pending.Add(-1)
-		s.finishDropped(j)
-		return false
+	// Take a slot only if there is one: pending never reads above Max,
+	// even for a moment (an add-then-undo would show Max+1).
+	for {
+		p := s.pending.Load()
+		if p >= int64(s.opt.Max) {
+			s.finishDropped(j)
+			return false
+		}
+		if s.pending.CompareAndSwap(p, p+1) {
+			break
+		}
 	}
 	if prev != nil {
 		prev.mu.Lock()
