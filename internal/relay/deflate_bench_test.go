@@ -14,7 +14,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 
 	kflate "github.com/klauspost/compress/flate"
@@ -119,13 +118,6 @@ func BenchmarkInflate(b *testing.B) {
 			})
 		}
 	}
-}
-
-// processCPU is the process's user+system CPU time in nanoseconds.
-func processCPU() int64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // TestInflaterFootprint reports the heap one pooled inflater holds (its
