@@ -98,7 +98,7 @@ type Cluster struct {
 	wake     chan struct{} // asks the health loop to ping now
 	rejoined chan struct{} // the health loop saw the server come back
 
-	releases chan connRef // queued connection releases (limits.go)
+	releases chan connRef   // queued connection releases (limits.go)
 	dir      chan dirChange // queued directory changes (directory.go); nil until StartDirectory
 
 	mu      sync.Mutex
