@@ -3,9 +3,6 @@ package proxy
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,27 +24,13 @@ func TestClusterACMELockKilled(t *testing.T) {
 	ls := acmeListeners(t)
 	pb := startPebble(t, ls.Plain.Addr().(*net.TCPAddr).Port, ls.TLS.Addr().(*net.TCPAddr).Port)
 
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/wsgate").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	deadCA := fmt.Sprintf("https://127.0.0.1:%d/dir", freePort(t))
 	cfgText := acmeYAML(deadCA, pb.CARoot, t.TempDir(), "") +
 		fmt.Sprintf("cluster:\n  redis: %q\n  node: holder\n", srv.URL())
 	for _, l := range []string{`":8080"`, `":8443"`, `"127.0.0.1:9090"`} {
 		cfgText = strings.Replace(cfgText, l, strconv.Quote(freeAddr(t)), 1)
 	}
-	cfgFile := filepath.Join(t.TempDir(), "holder.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "-config", cfgFile)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cmd, logs := startWsgateProcess(t, cfgText)
 	lock := "wsgate:locks:issue_cert_gw.test"
 	for deadline := time.Now().Add(acmeWait); ; time.Sleep(50 * time.Millisecond) {
 		if n, _ := srv.Do("EXISTS", lock); n == ":1" {

@@ -262,24 +262,10 @@ func TestClusterFailClosed(t *testing.T) {
 // slots count no more.
 func TestClusterKilledInstance(t *testing.T) {
 	srv := redistest.Start(t)
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/wsgate").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	addr := freeAddr(t)
-	cfgFile := filepath.Join(t.TempDir(), "wsgate.yaml")
 	cfgText := strings.Replace(clusterYAML(srv.URL(), "doomed", "open", "{connections_per_ip: 4}"),
 		"server:\n", "server:\n  listen: "+strconv.Quote(addr)+"\n", 1)
-	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "-config", cfgFile)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cmd, logs := startWsgateProcess(t, cfgText)
 	eventually(t, "the wsgate process listening", func() bool {
 		a, err := wstest.Handshake(t, addr, "", nil)
 		if err == nil && a.Peer != nil {
@@ -327,3 +313,26 @@ func TestClusterKilledInstance(t *testing.T) {
 }
 
 func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
+
+// startWsgateProcess builds cmd/wsgate and runs it on cfgText as a process
+// of its own (for tests that kill it with SIGKILL) until the test ends. It
+// returns the process and what it logs.
+func startWsgateProcess(t *testing.T, cfgText string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "wsgate")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/wsgate").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "wsgate.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "-config", cfgFile)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, logs
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -514,18 +515,9 @@ func TestHTTPUpstreamFailures(t *testing.T) {
 		}
 		return len(statuses) == 2
 	})
-	if !slicesHas(statuses, "dead 502 true") || !slicesHas(statuses, "slow 504 true") {
+	if !slices.Contains(statuses, "dead 502 true") || !slices.Contains(statuses, "slow 504 true") {
 		t.Errorf("access lines: %v", statuses)
 	}
-}
-
-func slicesHas(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // TestHTTPPassiveHealthShared: an upstream that failed an HTTP request is

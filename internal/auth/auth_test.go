@@ -108,7 +108,7 @@ func TestJWTValid(t *testing.T) {
 }
 
 // TestJWTRefused: every kind of bad token is a 401 with the RFC 6750
-// challenge the SPEC names, and the right metric outcome.
+// challenge README "Authentication" names, and the right metric outcome.
 func TestJWTRefused(t *testing.T) {
 	t.Parallel()
 	idp := authtest.New(t)
