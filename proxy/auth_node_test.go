@@ -58,8 +58,11 @@ func TestAuthNodeMintedTokens(t *testing.T) {
 		t.Fatalf("node jwt-idp.mjs said %q: %v", line, err)
 	}
 	secret, _ := base64.StdEncoding.DecodeString(idp.Secret)
+	// The secret is 32 random bytes and may itself end in '\n' or '\r': a
+	// secret file loses one trailing line ending, "\n" or "\r\n" (README
+	// "Authentication"), so the file is written with one.
 	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+	if err := os.WriteFile(secretFile, append(secret, '\r', '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
