@@ -110,8 +110,11 @@ func FuzzRedisURL(f *testing.F) {
 		if checkRedisURL(s) != nil {
 			return
 		}
-		// Whatever passes names a server the cluster package can dial.
-		if s != "" && !strings.HasPrefix(s, "redis://") && !strings.HasPrefix(s, "rediss://") && !strings.HasPrefix(s, "unix:") {
+		// Whatever passes names a server the cluster package can dial. A
+		// scheme is case-insensitive (RFC 3986 §3.1): "UNIX:" and "Redis:"
+		// are accepted, here and by go-redis.
+		l := strings.ToLower(s)
+		if s != "" && !strings.HasPrefix(l, "redis://") && !strings.HasPrefix(l, "rediss://") && !strings.HasPrefix(l, "unix:") {
 			t.Fatalf("%q accepted", s)
 		}
 	})
