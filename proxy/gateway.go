@@ -302,7 +302,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s := relay.New(rs.session)
+	s := relay.New(&rs.session)
 	s.Hooks = g.hooks.Load()
 	s.Route, s.Client, s.Upstream, s.Protocol = rs.cfg.Name, client.String(), b.Key, up.Protocol
 	s.SetLifetime(lifetimeOf(rs.cfg.Settings.MaxSessionLifetime))

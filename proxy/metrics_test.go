@@ -1053,7 +1053,7 @@ func BenchmarkMetricsScrape(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := range n {
-				s := relay.New(relay.Config{})
+				s := relay.New(&relay.Config{})
 				s.Route = [2]string{"a", "b"}[i%2]
 				g.metrics.SessionStarted(s)
 			}

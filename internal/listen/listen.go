@@ -296,6 +296,7 @@ func (c *gateConn) finish() {
 	c.phase = phaseDone
 	if c.timer != nil {
 		c.timer.Stop()
+		c.timer = nil // done with: not kept for the session's lifetime
 	}
 	if c.counted {
 		c.counted = false

@@ -20,8 +20,39 @@ type Poller struct {
 	epfd   int
 	closed atomic.Bool
 	mu     sync.Mutex
-	legs   map[int32]*leg // descriptor → the leg last parked on it
-	trim   trimState
+	// legs[fd] is the leg last parked on descriptor fd (nil: none), in
+	// a slice rather than a map: descriptors are small and dense, and an
+	// entry then costs 8 bytes per idle connection.
+	legs     []*leg
+	watching int // entries that are not nil
+	trim     trimState
+}
+
+// setLeg records l (nil: none) for fd. Called with p.mu held.
+func (p *Poller) setLeg(fd int32, l *leg) {
+	if int(fd) >= len(p.legs) {
+		if l == nil {
+			return
+		}
+		grown := make([]*leg, max(int(fd)+1, 2*len(p.legs), 64))
+		copy(grown, p.legs)
+		p.legs = grown
+	}
+	switch old := p.legs[fd]; {
+	case old == nil && l != nil:
+		p.watching++
+	case old != nil && l == nil:
+		p.watching--
+	}
+	p.legs[fd] = l
+}
+
+// legOf is the leg recorded for fd, or nil. Called with p.mu held.
+func (p *Poller) legOf(fd int32) *leg {
+	if fd >= 0 && int(fd) < len(p.legs) {
+		return p.legs[fd]
+	}
+	return nil
 }
 
 // NewPoller starts a poller, or returns nil if epoll is unavailable (legs
@@ -31,7 +62,7 @@ func NewPoller() *Poller {
 	if err != nil {
 		return nil
 	}
-	p := &Poller{epfd: fd, legs: make(map[int32]*leg)}
+	p := &Poller{epfd: fd}
 	go p.loop()
 	return p
 }
@@ -50,7 +81,7 @@ func (p *Poller) Close() {
 func (p *Poller) Watching() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.legs)
+	return p.watching
 }
 
 // pollWait bounds each wait, so that a closed poller's goroutine ends.
@@ -71,7 +102,7 @@ func (p *Poller) loop() {
 		}
 		for i := range evs[:n] {
 			p.mu.Lock()
-			l := p.legs[evs[i].Fd]
+			l := p.legOf(evs[i].Fd)
 			p.mu.Unlock()
 			if l != nil {
 				// A stale entry (the descriptor was closed and reused)
@@ -99,14 +130,14 @@ func (p *Poller) arm(l *leg) bool {
 		if !l.armed {
 			op = syscall.EPOLL_CTL_ADD
 			p.mu.Lock()
-			p.legs[int32(fd)] = l
+			p.setLeg(int32(fd), l)
 			p.mu.Unlock()
 		}
 		if syscall.EpollCtl(p.epfd, op, int(fd), &ev) == nil {
 			l.armed, l.fd, ok = true, int32(fd), true
 		} else if op == syscall.EPOLL_CTL_ADD {
 			p.mu.Lock()
-			delete(p.legs, int32(fd))
+			p.setLeg(int32(fd), nil)
 			p.mu.Unlock()
 		}
 	})
@@ -118,8 +149,8 @@ func (p *Poller) arm(l *leg) bool {
 // as l finishes, before its connection is closed.
 func (p *Poller) forget(l *leg) {
 	p.mu.Lock()
-	if p.legs[l.fd] == l {
-		delete(p.legs, l.fd)
+	if p.legOf(l.fd) == l {
+		p.setLeg(l.fd, nil)
 	}
 	p.mu.Unlock()
 }
