@@ -22,7 +22,12 @@
 #   SCENARIOS [all six: echo-small, echo-pipelined, stream-large, handshake-rate,
 #                  idle-mem, echo-deflate]
 #   TARGETS [wsgate,wsgate-tls,nginx,nginx-tls,haproxy,haproxy-tls,caddy,caddy-tls,direct]
+#                  also: wsgate-1p, wsgate-tls-1p, caddy-1p, caddy-tls-1p (the Go
+#                  proxies with GOMAXPROCS=1, one worker) and epoll-proto
 #   TLS_SCENARIOS [echo-small,handshake-rate,idle-mem] what the -tls targets run
+#   PROTO_SCENARIOS [echo-small,echo-pipelined,handshake-rate,idle-mem] what the
+#                  target epoll-proto (issue 23's prototype; not in TARGETS
+#                  by default) runs
 #   OUT [unset]    write the report, chart and runs there instead of the repo
 #   SYSCALLS [1]   then trace each scenario once per proxy with strace -c -f:
 #                  system calls per operation (0 = skip)
@@ -82,7 +87,7 @@ if [[ -n ${OUT:-} ]]; then
 fi
 
 cmdline="bench/compare.sh"
-for v in DURATION WARMUP ROUNDS MAX_ROUNDS BUDGET NOISE QUIET_WAIT SESSIONS SETTLE SCENARIOS TARGETS TLS_SCENARIOS SYSCALLS OUT; do
+for v in DURATION WARMUP ROUNDS MAX_ROUNDS BUDGET NOISE QUIET_WAIT SESSIONS SETTLE SCENARIOS TARGETS TLS_SCENARIOS PROTO_SCENARIOS SYSCALLS OUT; do
 	if [[ -n ${!v:-} ]]; then cmdline="$v=${!v} $cmdline"; fi
 done
 
@@ -92,4 +97,5 @@ done
 	-rounds "${ROUNDS:-5}" -max-rounds "${MAX_ROUNDS:-$((${ROUNDS:-5} + 2))}" -budget "${BUDGET:-22m}" \
 	-noise "${NOISE:-0.10}" -quiet-wait "${QUIET_WAIT:-5s}" -sessions "${SESSIONS:-9000}" -settle "${SETTLE:-5s}" \
 	-scenarios "${SCENARIOS:-echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem,echo-deflate}" \
-	-syscalls="$([[ ${SYSCALLS:-1} == 0 ]] && echo false || echo true)" -targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-echo-small,handshake-rate,idle-mem}" -command "$cmdline"
+	-syscalls="$([[ ${SYSCALLS:-1} == 0 ]] && echo false || echo true)" -targets "$targets" -tls-scenarios "${TLS_SCENARIOS:-echo-small,handshake-rate,idle-mem}" \
+	-proto-scenarios "${PROTO_SCENARIOS:-echo-small,echo-pipelined,handshake-rate,idle-mem}" -command "$cmdline"

@@ -33,6 +33,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +49,7 @@ type config struct {
 	sessions                    int
 	scenarios, targets          []string
 	tlsScenarios                []string // what the -tls targets run
+	protoScenarios              []string // what epoll-proto runs
 	noise                       float64
 	quietWait                   time.Duration
 	command                     string
@@ -56,7 +58,7 @@ type config struct {
 
 func main() {
 	var c config
-	var scen, targ, tlsScen string
+	var scen, targ, tlsScen, protoScen string
 	flag.StringVar(&c.bin, "bin", "", "directory holding the wsbench and wsgate binaries")
 	flag.StringVar(&c.configs, "configs", "bench/configs", "directory of the peer config templates")
 	flag.StringVar(&c.work, "work", "", "scratch directory for generated configs and logs (required)")
@@ -72,6 +74,7 @@ func main() {
 	flag.StringVar(&scen, "scenarios", "echo-small,echo-pipelined,stream-large,handshake-rate,idle-mem,echo-deflate", "scenarios, in order")
 	flag.StringVar(&targ, "targets", "wsgate,wsgate-tls,nginx,nginx-tls,haproxy,haproxy-tls,caddy,caddy-tls,direct", "targets, in interleaving order")
 	flag.StringVar(&tlsScen, "tls-scenarios", "echo-small,handshake-rate,idle-mem", "the scenarios the -tls targets run (among -scenarios)")
+	flag.StringVar(&protoScen, "proto-scenarios", "echo-small,echo-pipelined,handshake-rate,idle-mem", "the scenarios epoll-proto runs (among -scenarios; it has no permessage-deflate)")
 	flag.Float64Var(&c.noise, "noise", 0.10, "discard a run when other processes used more than this share of all CPUs")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 5*time.Second, "before a run, wait up to this for half a second of quiet")
 	flag.StringVar(&c.command, "command", "", "the command line to print in the report")
@@ -81,6 +84,7 @@ func main() {
 	c.scenarios = splitList(scen)
 	c.targets = splitList(targ)
 	c.tlsScenarios = splitList(tlsScen)
+	c.protoScenarios = splitList(protoScen)
 	c.maxRounds = max(c.maxRounds, c.rounds)
 	if *rerender {
 		if err := rerenderReport(c); err != nil {
@@ -257,8 +261,17 @@ const tlsTarget = "wsgate-tls"
 // best-peer row.
 const protoTarget = "epoll-proto"
 
+// onePSuffix makes a Go target (wsgate, wsgate-tls, caddy, caddy-tls) run
+// with GOMAXPROCS=1: one worker, as nginx and HAProxy are configured, where
+// the plain name runs with Go's default (every CPU).
+const onePSuffix = "-1p"
+
+// baseTarget is target t without its GOMAXPROCS=1 suffix: the proxy and
+// config it runs.
+func baseTarget(t string) string { return strings.TrimSuffix(t, onePSuffix) }
+
 // isTLS reports whether target t terminates TLS on the client side.
-func isTLS(t string) bool { return strings.HasSuffix(t, "-tls") }
+func isTLS(t string) bool { return strings.HasSuffix(baseTarget(t), "-tls") }
 
 // ratioBase is the target t's figures are divided by in its round: nginx
 // for the plain targets, nginx-tls for the TLS ones.
@@ -271,21 +284,21 @@ func ratioBase(t string) string {
 
 // informational reports whether target t is left out of the comparisons
 // of plain ws:// proxies (the chart, the headroom check, the plain
-// best-peer rows): the TLS targets, which have their own.
-func informational(t string) bool { return isTLS(t) }
+// best-peer rows): the TLS targets, which have their own, and epoll-proto,
+// a prototype rather than a peer.
+func informational(t string) bool { return isTLS(t) || t == protoTarget }
 
 // runsScenario reports whether target t runs scenario s: every target
-// runs every scenario, except the TLS ones, which run c.tlsScenarios.
+// runs every scenario, except the TLS ones, which run c.tlsScenarios, and
+// epoll-proto, which runs c.protoScenarios.
 func runsScenario(c config, s, t string) bool {
-	if !isTLS(t) {
-		return true
+	switch {
+	case isTLS(t):
+		return slices.Contains(c.tlsScenarios, s)
+	case t == protoTarget:
+		return slices.Contains(c.protoScenarios, s)
 	}
-	for _, x := range c.tlsScenarios {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return true
 }
 
 func (t *target) direct() bool { return t.argv == nil }
@@ -452,8 +465,12 @@ func (b *bench) newTarget(name string) (*target, error) {
 		t.env = []string{"GOMAXPROCS=1"}
 		return t, nil
 	}
+	base := baseTarget(name)
+	if base != name && !strings.HasPrefix(base, "wsgate") && !strings.HasPrefix(base, "caddy") {
+		return nil, fmt.Errorf("target %q: only the Go proxies (wsgate, caddy) have a %s variant", name, onePSuffix)
+	}
 	file := map[string]string{"wsgate": "wsgate.yaml", tlsTarget: "wsgate-tls.yaml", "nginx": "nginx.conf", "nginx-tls": "nginx-tls.conf",
-		"haproxy": "haproxy.cfg", "haproxy-tls": "haproxy-tls.cfg", "caddy": "Caddyfile", "caddy-tls": "Caddyfile-tls"}[name]
+		"haproxy": "haproxy.cfg", "haproxy-tls": "haproxy-tls.cfg", "caddy": "Caddyfile", "caddy-tls": "Caddyfile-tls"}[base]
 	if file == "" {
 		return nil, fmt.Errorf("unknown target %q", name)
 	}
@@ -468,7 +485,10 @@ func (b *bench) newTarget(name string) (*target, error) {
 	if err := render(filepath.Join(b.c.configs, file+".tmpl"), cfg, d); err != nil {
 		return nil, err
 	}
-	switch strings.TrimSuffix(name, "-tls") {
+	if base != name {
+		t.env = append(t.env, "GOMAXPROCS=1")
+	}
+	switch strings.TrimSuffix(base, "-tls") {
 	case "wsgate":
 		t.argv = []string{filepath.Join(b.c.bin, "wsgate"), "-config", cfg}
 	case "nginx":
@@ -477,7 +497,7 @@ func (b *bench) newTarget(name string) (*target, error) {
 		t.argv = []string{"haproxy", "-f", cfg, "-db"}
 	case "caddy":
 		t.argv = []string{"caddy", "run", "--config", cfg, "--adapter", "caddyfile"}
-		t.env = []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}
+		t.env = append(t.env, "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	}
 	return t, nil
 }

@@ -525,8 +525,17 @@ func writeReport(c config, e *env, runs []*runRecord) error {
 			if side == "wss://" {
 				suffix = "-tls"
 			}
-			if row, ok := bestPeerRow(c, runs, sum, s, "wsgate"+suffix, []string{"nginx" + suffix, "haproxy" + suffix, "caddy" + suffix}); ok {
-				p("| %s | %s | %s |\n", s, side, row)
+			// wsgate as run, then (when it ran) with GOMAXPROCS=1, one
+			// worker like nginx's and HAProxy's.
+			for _, one := range []string{"", onePSuffix} {
+				g := "wsgate" + suffix + one
+				if !slices.Contains(c.targets, g) {
+					continue
+				}
+				peers := []string{"nginx" + suffix, "haproxy" + suffix, "caddy" + suffix, "caddy" + suffix + onePSuffix}
+				if row, ok := bestPeerRow(c, runs, sum, s, g, peers); ok {
+					p("| %s | %s | %s |\n", s, side+map[string]string{"": "", onePSuffix: ", GOMAXPROCS=1"}[one], row)
+				}
 			}
 		}
 	}
@@ -601,10 +610,14 @@ func cmpFloat(a, b float64) int {
 
 // displayName is how a target is named in the report's tables.
 func displayName(t string) string {
-	if isTLS(t) {
-		return strings.TrimSuffix(t, "-tls") + " (wss://)"
+	n := baseTarget(t)
+	if isTLS(n) {
+		n = strings.TrimSuffix(n, "-tls") + " (wss://)"
 	}
-	return t
+	if baseTarget(t) != t {
+		n += " GOMAXPROCS=1"
+	}
+	return n
 }
 
 // ratioText prints a ratio to the target's ratioBase.
@@ -715,7 +728,8 @@ func xmlEscape(s string) string {
 
 // chart draws the ratios to nginx as grouped bars, one group per scenario.
 func chart(c config, sum map[string]map[string]*cell, note string) string {
-	colors := map[string]string{"wsgate": "#d9480f", "nginx": "#868e96", "haproxy": "#1971c2", "caddy": "#2f9e44"}
+	colors := map[string]string{"wsgate": "#d9480f", "wsgate-1p": "#f08c00", "nginx": "#868e96", "haproxy": "#1971c2",
+		"caddy": "#2f9e44", "caddy-1p": "#8ce99a", protoTarget: "#7048e8"}
 	var ts []string
 	for _, t := range c.targets {
 		if t != "direct" && !informational(t) {
