@@ -4,7 +4,7 @@
 # proxies terminating TLS 1.3 with one self-signed certificate, dialled at
 # wss://) run only the TLS_SCENARIOS and are compared with each other.
 #
-#   bench/compare.sh                                  # the full comparison (~20 min)
+#   bench/compare.sh                                  # the full comparison (~40 min)
 #   DURATION=1s WARMUP=0.5s ROUNDS=1 MAX_ROUNDS=1 SESSIONS=500 SETTLE=0.5s QUIET_WAIT=0 \
 #     OUT=/tmp/wsbench-smoke bench/compare.sh         # a smoke run (~1 min)
 #
