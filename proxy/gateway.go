@@ -302,6 +302,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	conn = listen.Upgraded(conn) // the wrapper's work ends at the hijack
 	s := relay.New(&rs.session)
 	s.Hooks = g.hooks.Load()
 	s.Route, s.Client, s.Upstream, s.Protocol = rs.cfg.Name, client.String(), b.Key, up.Protocol

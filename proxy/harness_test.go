@@ -68,10 +68,18 @@ type syncBuffer = testutil.LogBuffer
 func (g *Gateway) clientTCP() []*net.TCPConn {
 	var out []*net.TCPConn
 	for _, s := range g.reg.list() {
-		if c, ok := s.ClientConn().(interface{ NetConn() net.Conn }); ok {
-			if tc, ok := c.NetConn().(*net.TCPConn); ok {
-				out = append(out, tc)
+		// The session holds the TCP connection itself, or a layer over it
+		// (TLS, the PROXY protocol reader's wrapper).
+		c := s.ClientConn()
+		for {
+			if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+				c = u.NetConn()
+				continue
 			}
+			break
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			out = append(out, tc)
 		}
 	}
 	return out

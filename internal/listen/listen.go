@@ -259,6 +259,21 @@ func (c *gateConn) CloseWrite() error {
 // descriptor and closes it directly when a leg is gone.
 func (c *gateConn) NetConn() net.Conn { return c.raw }
 
+// Upgraded is the connection a session should keep once conn, hijacked
+// from net/http, has been upgraded: the TCP connection itself when conn is
+// the listener's wrapper straight over it (no PROXY protocol reader in
+// between). After the upgrade the wrapper has nothing left to do — its
+// handshake_timeout timer and pending slot are released at the hijack,
+// and it counts bytes only under TLS, where conn is the *tls.Conn — so
+// the session does not keep it alive, nor pay its indirection on every
+// read and write. Any other conn is returned as it is.
+func Upgraded(conn net.Conn) net.Conn {
+	if c, ok := conn.(*gateConn); ok && c.Conn == c.raw && c.upgraded.Load() {
+		return c.raw
+	}
+	return conn
+}
+
 func (c *gateConn) Close() error {
 	c.finish()
 	return c.Conn.Close()
