@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -232,5 +233,46 @@ func TestParseStraceSummary(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "epoll_pwait") {
 		t.Errorf("a syscall under 0.01 per operation is listed:\n%s", b.String())
+	}
+}
+
+// TestTargetVariants: the GOMAXPROCS=1 variants run the base proxy's
+// config, keep its TLS side and are named apart; epoll-proto runs only its
+// scenarios and stays out of the comparisons of peers.
+func TestTargetVariants(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		target, base, display string
+		tls                   bool
+	}{
+		{"wsgate", "wsgate", "wsgate", false},
+		{"wsgate-1p", "wsgate", "wsgate GOMAXPROCS=1", false},
+		{"wsgate-tls-1p", "wsgate-tls", "wsgate (wss://) GOMAXPROCS=1", true},
+		{"caddy-tls", "caddy-tls", "caddy (wss://)", true},
+	} {
+		if b, tl, d := baseTarget(tc.target), isTLS(tc.target), displayName(tc.target); b != tc.base || tl != tc.tls || d != tc.display {
+			t.Errorf("%s: base %q, TLS %v, shown as %q; want %q, %v, %q", tc.target, b, tl, d, tc.base, tc.tls, tc.display)
+		}
+	}
+	if ratioBase("wsgate-tls-1p") != "nginx-tls" || ratioBase("wsgate-1p") != "nginx" {
+		t.Error("ratioBase of the variants")
+	}
+	c := config{scenarios: []string{"echo-small", "echo-deflate"}, protoScenarios: []string{"echo-small"}}
+	if !runsScenario(c, "echo-small", protoTarget) || runsScenario(c, "echo-deflate", protoTarget) || !runsScenario(c, "echo-deflate", "wsgate-1p") {
+		t.Error("runsScenario: epoll-proto runs its scenarios only, the variants every one")
+	}
+	if !informational(protoTarget) || informational("wsgate-1p") {
+		t.Error("informational: epoll-proto is no peer; wsgate-1p is compared")
+	}
+	b := &bench{c: config{work: t.TempDir(), bin: "bin", configs: "../configs"}}
+	if _, err := b.newTarget("nginx-1p"); err == nil {
+		t.Error("nginx-1p: a GOMAXPROCS variant of a proxy that is not Go was accepted")
+	}
+	tg, err := b.newTarget("wsgate-1p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(tg.env, "GOMAXPROCS=1") || len(tg.argv) == 0 || !strings.HasSuffix(tg.argv[0], "wsgate") {
+		t.Errorf("wsgate-1p: argv %q env %q", tg.argv, tg.env)
 	}
 }
