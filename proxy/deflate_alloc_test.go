@@ -10,7 +10,6 @@ package proxy
 
 import (
 	"bufio"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 
 	"wsgate/frame"
 	"wsgate/handshake"
+	"wsgate/internal/testutil"
 	"wsgate/internal/wstest"
 )
 
@@ -89,14 +89,7 @@ func deflateEchoSetup(t testing.TB, op frame.Opcode, msg []byte, takeover bool) 
 
 // jsonMessage is about n bytes of chat-like JSON (compresses about 4:1).
 func jsonMessage(n int) []byte {
-	rng := rand.New(rand.NewPCG(7, 9))
-	var b strings.Builder
-	b.WriteString("[")
-	for b.Len() < n-64 {
-		fmt.Fprintf(&b, `{"id":%d,"user":"u%03d","room":"r%02d","text":"msg %x"},`, rng.IntN(1e6), rng.IntN(1000), rng.IntN(100), rng.Uint32())
-	}
-	b.WriteString(`{}]`)
-	return []byte(b.String())
+	return testutil.ChatJSON(n, rand.New(rand.NewPCG(7, 9)))
 }
 
 // deflateAllocCases: small JSON (a small frame, validated whole) and 64 KiB

@@ -246,22 +246,7 @@ func TestDeflateCoder(t *testing.T) {
 				t.Fatalf("client 101 Sec-WebSocket-Extensions = %q, want %q", ext, tc.want)
 			}
 			msgs, types, total := interopMessages()
-			for i, m := range msgs {
-				typ := coder.MessageText
-				if types[i] == websocket.BinaryMessage {
-					typ = coder.MessageBinary
-				}
-				if err := coderWrite(ctx, c, typ, m); err != nil {
-					t.Fatal(err)
-				}
-				gt, p, err := c.Read(ctx)
-				if err != nil || gt != typ || !bytes.Equal(p, m) {
-					t.Fatalf("echo %d: %v, %d bytes, %v", i, gt, len(p), err)
-				}
-			}
-			if err := c.Close(coder.StatusNormalClosure, "bye"); err != nil {
-				t.Fatalf("close: %v", err)
-			}
+			coderEchoAll(ctx, t, c, msgs, types)
 			expectLog(t, gw, "reason", "normal", "compression", tc.want)
 			checkWire(t, "client -> upstream", upTap, len(msgs), total)
 			checkWire(t, "upstream -> client", clTap, len(msgs), total)
@@ -271,6 +256,27 @@ func TestDeflateCoder(t *testing.T) {
 
 // coderWrite writes m in pieces of 64 KiB: coder/websocket sends a frame
 // per write, so a large message goes out fragmented.
+// coderEchoAll sends every message of msgs (types are gorilla's message
+// types) on c, checks that each comes back the same, and closes c with 1000.
+func coderEchoAll(ctx context.Context, t *testing.T, c *coder.Conn, msgs [][]byte, types []int) {
+	t.Helper()
+	for i, m := range msgs {
+		typ := coder.MessageText
+		if types[i] == websocket.BinaryMessage {
+			typ = coder.MessageBinary
+		}
+		if err := coderWrite(ctx, c, typ, m); err != nil {
+			t.Fatal(err)
+		}
+		if gt, p, err := c.Read(ctx); err != nil || gt != typ || !bytes.Equal(p, m) {
+			t.Fatalf("echo %d: %v, %d bytes, %v", i, gt, len(p), err)
+		}
+	}
+	if err := c.Close(coder.StatusNormalClosure, "bye"); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
+
 func coderWrite(ctx context.Context, c *coder.Conn, typ coder.MessageType, m []byte) error {
 	w, err := c.Writer(ctx, typ)
 	if err != nil {

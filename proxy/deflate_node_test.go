@@ -136,21 +136,7 @@ func TestDeflateNodeServer(t *testing.T) {
 				}
 				defer c.CloseNow()
 				c.SetReadLimit(1 << 20)
-				for i, m := range msgs {
-					typ := coder.MessageText
-					if types[i] == websocket.BinaryMessage {
-						typ = coder.MessageBinary
-					}
-					if err := coderWrite(ctx, c, typ, m); err != nil {
-						t.Fatal(err)
-					}
-					if gt, p, err := c.Read(ctx); err != nil || gt != typ || !bytes.Equal(p, m) {
-						t.Fatalf("echo %d: %v, %d bytes, %v", i, gt, len(p), err)
-					}
-				}
-				if err := c.Close(coder.StatusNormalClosure, "bye"); err != nil {
-					t.Fatalf("close: %v", err)
-				}
+				coderEchoAll(ctx, t, c, msgs, types)
 			} else {
 				d := websocket.Dialer{EnableCompression: true}
 				c, _, err := d.DialContext(ctx, "ws://"+addr+"/n", nil)

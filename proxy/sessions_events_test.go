@@ -231,7 +231,7 @@ func TestSessionsUser(t *testing.T) {
 	}
 	alice := dial("a", "alice")
 	_ = dial("b", "bob")
-	idA := up.id(t, "a")
+	idA := gw.sessID(t, up, "a")
 	// The upstream sees the id before the client has its 101; the session
 	// is listed from then on (registered right after the 101).
 	var body []byte

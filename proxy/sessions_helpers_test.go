@@ -126,6 +126,23 @@ func (u *sessUpstream) id(t testing.TB, name string) string {
 	return id
 }
 
+// sessID is the session id the upstream saw for the client named name,
+// once gw lists that session. The upstream learns the id in its own
+// handshake, before the gateway has answered the client and registered the
+// session, so an id taken from the upstream can reach the admin API a
+// moment too early.
+func (gw *adminGateway) sessID(t testing.TB, u *sessUpstream, name string) string {
+	t.Helper()
+	id := u.id(t, name)
+	if sid, ok := parseSessionID(id); ok {
+		eventually(t, "the gateway's session of "+name, func() bool {
+			_, ok := gw.reg.get(sid)
+			return ok
+		})
+	}
+	return id
+}
+
 // closeOf waits for the Close the upstream got on session id.
 func (u *sessUpstream) closeOf(t testing.TB, id string) closeRecord {
 	t.Helper()

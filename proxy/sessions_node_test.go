@@ -24,7 +24,7 @@ func TestSessionsNode(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	id := up.id(t, "node")
+	id := gw.sessID(t, up, "node")
 	eventually(t, "node's open", func() bool { return strings.Contains(out.String(), "open") })
 	if st := push(t, gw, id, "application/json", []byte(`{"note":"hi node"}`)); st != 202 {
 		t.Fatalf("push = %d", st)

@@ -44,7 +44,7 @@ func TestSessionsPushReachesThatClient(t *testing.T) {
 	if v := resp.Header.Values("X-Wsgate-Tags"); len(v) > 0 {
 		t.Errorf("the client's 101 carries X-Wsgate-Tags %q: it is for the gateway only", v)
 	}
-	idA, idB := up.id(t, "a"), up.id(t, "b")
+	idA, idB := gw.sessID(t, up, "a"), gw.sessID(t, up, "b")
 	if _, ok := parseSessionID(idA); !ok || idA == idB {
 		t.Fatalf("upstream saw session ids %q and %q: want two distinct base64url ids of 128 bits", idA, idB)
 	}
@@ -229,7 +229,7 @@ func TestSessionsPushOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	id := up.id(t, "c")
+	id := gw.sessID(t, up, "c")
 	const n = 1000
 	got := make(chan error, 1)
 	go func() {
@@ -283,7 +283,7 @@ func TestSessionsDelete(t *testing.T) {
 	up := newSessUpstream(t)
 	gw := startAdminGateway(t, sessYAML(up.URL), false)
 	c, _ := dialGorilla(t, gw, "c", "")
-	id := up.id(t, "c")
+	id := gw.sessID(t, up, "c")
 	for _, code := range []string{"999", "1002", "1005", "1006", "1009", "1010", "1014", "1015", "2999", "5000", "x", "-1"} {
 		if st, body := admin(t, gw, "DELETE", "/sessions/"+id+"?code="+code, "", "", nil); st != 400 {
 			t.Errorf("DELETE code=%s = %d %s, want 400", code, st, body)
@@ -343,7 +343,7 @@ func TestSessionsQueueFull(t *testing.T) {
 	up := newSessUpstream(t)
 	gw := startAdminGateway(t, sessYAML(up.URL, "write_timeout", "30s"), false)
 	c, _ := dialGorilla(t, gw, "c", "")
-	id := up.id(t, "c")
+	id := gw.sessID(t, up, "c")
 	msg := bytes.Repeat([]byte("x"), 64<<10)
 	accepted := 0
 	for {
@@ -395,7 +395,7 @@ func TestSessionsPushParked(t *testing.T) {
 	up := newSessUpstream(t)
 	gw := startAdminGateway(t, sessYAML(up.URL), false)
 	c, _ := dialGorilla(t, gw, "c", "")
-	id := up.id(t, "c")
+	id := gw.sessID(t, up, "c")
 	parked := func() int {
 		for _, s := range gw.reg.list() {
 			return s.ParkedLegs()
@@ -541,7 +541,7 @@ func TestSessionsAdminToken(t *testing.T) {
 	gw := startAdminGateway(t, sessYAML(up.URL, "server.admin_token_file", tokFile), false)
 	_, _ = dialGorilla(t, gw, "a", "t")
 	_, _ = dialGorilla(t, gw, "b", "")
-	idA, idB := up.id(t, "a"), up.id(t, "b")
+	idA, idB := gw.sessID(t, up, "a"), gw.sessID(t, up, "b")
 	type req struct {
 		method, path string
 		want         int

@@ -9,12 +9,12 @@ package relay
 import (
 	"bytes"
 	stdflate "compress/flate"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
+	"wsgate/internal/testutil"
 
 	kflate "github.com/klauspost/compress/flate"
 )
@@ -35,14 +35,7 @@ func withFlate(tb testing.TB, impl func(io.Reader) io.ReadCloser) {
 }
 
 func benchJSON(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, 1))
-	var b strings.Builder
-	b.WriteString("[")
-	for b.Len() < n-64 {
-		fmt.Fprintf(&b, `{"id":%d,"user":"u%03d","room":"r%02d","text":"msg %x"},`, rng.IntN(1e6), rng.IntN(1000), rng.IntN(100), rng.Uint32())
-	}
-	b.WriteString(`{}]`)
-	return []byte(b.String())
+	return testutil.ChatJSON(n, rand.New(rand.NewPCG(seed, 1)))
 }
 
 func benchText(n int) []byte {

@@ -1,5 +1,6 @@
 // Package testutil holds what tests of several packages share: a log
-// buffer safe for concurrent writers.
+// buffer safe for concurrent writers and the payloads of the compression
+// tests (ChatJSON).
 package testutil
 
 import (
