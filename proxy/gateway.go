@@ -285,9 +285,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		stuck = rs.stuckValue(r)
 	}
 	sid := newSessionID()
+	// The upstream knows sid from here on: the sessions API waits for it.
+	g.reg.expect(sid)
 	offer := deflateOffer(rs.cfg.Settings.PermessageDeflate, req) // deflate.go
 	up, b, err := g.dialUpstream(r, rs, req, client, stuck, sid, offer)
 	if err != nil {
+		g.reg.settle(sid)
 		release()
 		g.upstreamFailed(w, r, rs.cfg.Name, err)
 		return
@@ -295,6 +298,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ext, dfl := negotiated(offer, up) // deflate.go
 	conn, br, err := handshake.UpgradeDeflate(w, req, up.Protocol, ext, cookies(up.Header, rs.stickyCookie(b, stuck, r.TLS != nil)))
 	if err != nil {
+		g.reg.settle(sid)
 		release()
 		up.Conn.Close()
 		b.Release()

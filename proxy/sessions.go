@@ -124,6 +124,12 @@ type registry struct {
 	tags   map[*relay.Session][]string
 	byTag  map[string]map[*relay.Session]struct{}
 	events map[*relay.Session]*sessionEvents
+	// pending holds the ids of handshakes under way: the upstream learns a
+	// session's id in its own handshake, before the client has its 101 and
+	// the session is live, and may use it at once. A request for a pending
+	// id waits (await); the value is the channel closed when the handshake
+	// ends, made only once somebody waits.
+	pending map[sessionID]chan struct{}
 }
 
 func (r *registry) init() {
@@ -131,11 +137,70 @@ func (r *registry) init() {
 	r.tags = make(map[*relay.Session][]string)
 	r.byTag = make(map[string]map[*relay.Session]struct{})
 	r.events = make(map[*relay.Session]*sessionEvents)
+	r.pending = make(map[sessionID]chan struct{})
+}
+
+// expect records that the handshake of session id is under way; add or
+// settle ends it.
+func (r *registry) expect(id sessionID) {
+	r.mu.Lock()
+	r.pending[id] = nil
+	r.mu.Unlock()
+}
+
+// settle records that the handshake of session id ended without a session.
+func (r *registry) settle(id sessionID) {
+	r.mu.Lock()
+	r.settleLocked(id)
+	r.mu.Unlock()
+}
+
+func (r *registry) settleLocked(id sessionID) {
+	if ch, ok := r.pending[id]; ok {
+		delete(r.pending, id)
+		if ch != nil {
+			close(ch)
+		}
+	}
+}
+
+// here reports whether session id is live here or its handshake is under
+// way here.
+func (r *registry) here(id sessionID) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, pending := r.pending[id]
+	return pending || r.byID[id] != nil
+}
+
+// await is get, except that while session id's handshake is under way it
+// waits for the handshake to end (or ctx).
+func (r *registry) await(ctx context.Context, id sessionID) (sessionEntry, bool) {
+	if e, ok := r.get(id); ok {
+		return e, true
+	}
+	r.mu.Lock()
+	ch, ok := r.pending[id]
+	if ok && ch == nil {
+		ch = make(chan struct{})
+		r.pending[id] = ch
+	}
+	r.mu.Unlock()
+	if !ok { // not pending: gone, or live since get
+		return r.get(id)
+	}
+	select {
+	case <-ch:
+		return r.get(id)
+	case <-ctx.Done():
+		return sessionEntry{}, false
+	}
 }
 
 func (r *registry) add(s *relay.Session, tags []string, ev *sessionEvents) {
 	r.mu.Lock()
 	r.byID[sessionID(s.ID)] = s
+	r.settleLocked(sessionID(s.ID))
 	if len(tags) > 0 {
 		r.tags[s] = tags
 	}
@@ -526,12 +591,14 @@ func (g *Gateway) listSessions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// entry finds the session named by the request's {id}, or answers 404.
+// entry finds the session named by the request's {id}, or answers 404. A
+// session whose handshake is under way is waited for: its upstream knows
+// its id before its client has the 101.
 func (g *Gateway) entry(w http.ResponseWriter, r *http.Request) (sessionEntry, bool) {
 	id, ok := parseSessionID(r.PathValue("id"))
 	var e sessionEntry
 	if ok {
-		e, ok = g.reg.get(id)
+		e, ok = g.reg.await(r.Context(), id)
 	}
 	if !ok {
 		adminError(w, http.StatusNotFound, "no such session")

@@ -258,7 +258,7 @@ func (g *Gateway) routed(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
-		if _, here := g.reg.get(id); here {
+		if g.reg.here(id) {
 			h(w, r)
 			return
 		}

@@ -128,9 +128,9 @@ func (u *sessUpstream) id(t testing.TB, name string) string {
 
 // sessID is the session id the upstream saw for the client named name,
 // once gw lists that session. The upstream learns the id in its own
-// handshake, before the gateway has answered the client and registered the
-// session, so an id taken from the upstream can reach the admin API a
-// moment too early.
+// handshake, before the gateway has answered the client: /sessions/{id}
+// waits for such a session, but GET /sessions and /broadcast list only
+// live ones.
 func (gw *adminGateway) sessID(t testing.TB, u *sessUpstream, name string) string {
 	t.Helper()
 	id := u.id(t, name)

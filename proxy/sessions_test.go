@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -628,5 +630,83 @@ func TestSessionsIDHeader(t *testing.T) {
 				t.Errorf("%s upstream = %q, want only the gateway's %q", c.header, v, id)
 			}
 		})
+	}
+}
+
+// TestSessionsPushInUpstreamHandshake: an upstream may push to a session as
+// soon as it has the session's id, in its own handshake, before the client
+// has its 101. The sessions API waits for that session instead of
+// answering 404; the client gets the message first, then the relay goes on.
+func TestSessionsPushInUpstreamHandshake(t *testing.T) {
+	t.Parallel()
+	var gwp atomic.Pointer[adminGateway]
+	type pushResult struct {
+		status int
+		err    error
+	}
+	results := make(chan pushResult, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upg := gorilla.Upgrader{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Wsgate-Session")
+		sent := make(chan struct{})
+		go func() {
+			// The push is on the wire before the upstream answers.
+			trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(sent) }}
+			ctx := httptrace.WithClientTrace(context.Background(), trace)
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+gwp.Load().AdminAddr+"/sessions/"+id+"/messages",
+				strings.NewReader("early"))
+			req.Header.Set("Content-Type", "text/plain")
+			resp, err := adminClient.Do(req)
+			if err != nil {
+				results <- pushResult{err: err}
+				return
+			}
+			resp.Body.Close()
+			results <- pushResult{status: resp.StatusCode}
+		}()
+		select {
+		case <-sent:
+		case <-time.After(relayIO):
+		}
+		c, err := upg.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			op, b, err := c.ReadMessage()
+			if err != nil || c.WriteMessage(op, b) != nil {
+				return
+			}
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+
+	gw := startAdminGateway(t, sessYAML("ws://"+ln.Addr().String()), false)
+	gwp.Store(gw)
+	c, _ := dialGorilla(t, gw, "early", "")
+	var res pushResult
+	select {
+	case res = <-results:
+	case <-time.After(2 * relayIO):
+		t.Fatal("the push made in the upstream's handshake never got an answer")
+	}
+	if res.err != nil || res.status != http.StatusAccepted {
+		t.Fatalf("push made in the upstream's handshake = %d (%v), want 202", res.status, res.err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(relayIO))
+	if _, got, err := c.ReadMessage(); err != nil || string(got) != "early" {
+		t.Fatalf("client's first message = %q (%v), want the push %q", got, err, "early")
+	}
+	if err := c.WriteMessage(gorilla.TextMessage, []byte("then echo")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.ReadMessage(); err != nil || string(got) != "then echo" {
+		t.Errorf("client read %q (%v), want its echo", got, err)
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wsgate/internal/config"
+	"wsgate/internal/relay"
 )
 
 func TestParseTags(t *testing.T) {
@@ -156,4 +158,82 @@ func TestWarnOpenAdmin(t *testing.T) {
 			t.Errorf("%s token=%v: warned %v, want %v (%s)", c.addr, c.token, got, c.warn, logs.String())
 		}
 	}
+}
+
+// TestRegistryAwait: a lookup of a session whose handshake is under way
+// waits for the handshake's end: the session once added, nothing once
+// settled without one, nothing when its context ends first.
+func TestRegistryAwait(t *testing.T) {
+	t.Parallel()
+	var r registry
+	r.init()
+	type result struct {
+		e  sessionEntry
+		ok bool
+	}
+	await := func(ctx context.Context, id sessionID) <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			e, ok := r.await(ctx, id)
+			ch <- result{e, ok}
+		}()
+		return ch
+	}
+	waitPending := func(id sessionID) { // until await has made its channel
+		t.Helper()
+		eventually(t, "a waiter on the pending session", func() bool {
+			r.mu.RLock()
+			defer r.mu.RUnlock()
+			return r.pending[id] != nil
+		})
+	}
+
+	// Unknown: at once, nothing.
+	if _, ok := r.await(context.Background(), newSessionID()); ok {
+		t.Fatal("await of an unknown id found a session")
+	}
+
+	// Pending, then added.
+	s := relay.New(&relay.Config{})
+	id := newSessionID()
+	s.ID = id
+	r.expect(id)
+	if !r.here(id) {
+		t.Error("here(pending id) = false")
+	}
+	got := await(context.Background(), id)
+	waitPending(id)
+	r.add(s, nil, nil)
+	if res := <-got; !res.ok || res.e.s != s {
+		t.Errorf("await of a pending id, then added = %v %v, want the session", res.e.s, res.ok)
+	}
+	if _, still := r.pending[id]; still {
+		t.Error("add left the id pending")
+	}
+
+	// Pending, then settled without a session (a failed handshake).
+	id2 := newSessionID()
+	r.expect(id2)
+	got = await(context.Background(), id2)
+	waitPending(id2)
+	r.settle(id2)
+	if res := <-got; res.ok {
+		t.Error("await of a pending id, then settled, found a session")
+	}
+	if r.here(id2) {
+		t.Error("here(settled id) = true")
+	}
+	r.settle(id2) // twice is harmless
+
+	// Pending, the waiter's context ends first.
+	id3 := newSessionID()
+	r.expect(id3)
+	ctx, cancel := context.WithCancel(context.Background())
+	got = await(ctx, id3)
+	waitPending(id3)
+	cancel()
+	if res := <-got; res.ok {
+		t.Error("await whose context ended found a session")
+	}
+	r.settle(id3)
 }
