@@ -21,6 +21,19 @@ var bufPool = sync.Pool{New: func() any {
 	return &b
 }}
 
+// smallPool holds buffers for a control frame whole (header room and the
+// largest payload, 139 bytes) and for bytes read only to be dropped (the
+// leg's bufio.Reader still reads the socket 4 KiB at a time). A handshake
+// storm makes garbage fast and every collection empties the pools: taking
+// a 16 KiB relay buffer for a Close then cost 16 KiB of fresh, zeroed
+// memory, twice per session (BENCHMARKS.md "Performance, part 3").
+var smallPool = sync.Pool{New: func() any {
+	b := make([]byte, smallBuf)
+	return &b
+}}
+
+const smallBuf = 256
+
 // Large frames stream through a streamChunk buffer when one is free: each
 // read and write then moves up to 256 KiB instead of 16 KiB, which cuts the
 // gateway's CPU per MiB streamed by about a quarter (stream-large). At most
@@ -101,3 +114,6 @@ func TakeStreamBufs() (n int, release func()) {
 
 // MaxStreamBufs is how many large stream buffers may be out at a time.
 const MaxStreamBufs = maxStreamBufs
+
+// A control frame fits a small buffer whole.
+var _ [smallBuf - frame.MaxHeaderSize - frame.MaxControlPayload]struct{}

@@ -155,8 +155,8 @@ func (s *Session) relayWhileOwing(src *leg, h frame.Header) bool {
 // for more, so that closing the connection does not make the kernel answer
 // unread data with a reset that could destroy the Close just sent.
 func (s *Session) drainNow(src *leg) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := smallPool.Get().(*[]byte)
+	defer smallPool.Put(bp)
 	_ = src.conn.SetReadDeadline(time.Now())
 	for n := 0; n < drainMax; {
 		k, err := src.br.Read(*bp)
@@ -215,8 +215,8 @@ func (s *Session) finish(src *leg) {
 // discard reads and drops whatever src still sends, until EOF or its close
 // deadline. It reports whether to keep going.
 func (s *Session) discard(src *leg) bool {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := smallPool.Get().(*[]byte)
+	defer smallPool.Put(bp)
 	_, err := src.br.Read(*bp)
 	if err == nil {
 		return true
@@ -253,8 +253,8 @@ func (s *Session) awaitClose(src *leg, h frame.Header) bool {
 	if h.Opcode != frame.OpClose {
 		return s.skip(src, h.Length)
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := smallPool.Get().(*[]byte)
+	defer smallPool.Put(bp)
 	p := (*bp)[:h.Length]
 	if !s.readFull(src, p) {
 		return false
@@ -284,8 +284,8 @@ func (s *Session) awaitClose(src *leg, h frame.Header) bool {
 }
 
 func (s *Session) skip(src *leg, n int64) bool {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := smallPool.Get().(*[]byte)
+	defer smallPool.Put(bp)
 	buf := *bp
 	for n > 0 {
 		k := int64(len(buf))
@@ -305,8 +305,8 @@ func (s *Session) control(src, dst *leg, h frame.Header) bool {
 	// A pooled buffer, not one on the stack: reads and writes take their
 	// slices through interfaces, so a stack array would be moved to the
 	// heap on every frame.
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := smallPool.Get().(*[]byte)
+	defer smallPool.Put(bp)
 	buf := *bp
 	const room = frame.MaxHeaderSize
 	p := buf[room : room+int(h.Length)]
