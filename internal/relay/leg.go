@@ -8,7 +8,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"wsgate/frame"
@@ -34,7 +33,6 @@ func (s Side) String() string {
 // pump relays into it, keepalive pings and closes are written to it) and is
 // serialised by wmu, always at frame boundaries.
 type leg struct {
-	side  Side
 	conn  net.Conn
 	br    *bufio.Reader
 	rules frame.Rules
@@ -42,13 +40,14 @@ type leg struct {
 
 	// Write side, guarded by wmu.
 	wmu       sync.Mutex
-	wdeadline time.Time
+	wdeadline int64       // the write deadline set on conn, since session start
 	sentClose atomic.Bool // a Close frame is being written: nothing more may follow it
 	closeOut  atomic.Bool // that Close frame's write is over (done or failed): the leg may be half-closed
 	dead      atomic.Bool // the conn is closed or broken: nothing can be written
 	sentCode  frame.CloseCode
 	sentWhy   string
 	sentAny   bool
+	side      Side // here, not first: it fills the padding after sentAny
 
 	// lost is set once the leg's end has been handled (gone ran, or the
 	// gateway cut it). It is not dead: a failed write marks a leg dead
@@ -82,15 +81,16 @@ type leg struct {
 	// other one (see session.emit); owned by this leg's pump.
 	pend *[]byte
 
-	// Parking (see park.go). raw is nil for a leg that never parks.
+	// Parking (see park.go). A leg parks only over TCP (canPark).
 	s       *Session
-	raw     syscall.RawConn
 	parked  atomic.Bool
-	pmu     sync.Mutex  // orders a park against the resumed pump's next one
-	armed   bool        // registered with the poller (under pmu)
-	fd      int32       // the descriptor registered (under pmu)
-	ptimer  *time.Timer // resumes a parked leg at its next deadline (under pmu)
-	resumed int64       // since session start: the poller last resumed it
+	pmu     sync.Mutex // orders a park against the resumed pump's next one
+	armed   bool       // registered with the poller (under pmu)
+	canPark bool       // there is a TCP connection under conn (set by attach)
+	fd      int32      // the descriptor registered (under pmu)
+	pidx    int32      // its place in the poller's timer heap + 1; 0: none (under the poller's mu)
+	pdue    int64      // its timer's deadline, the poller's clock (under the poller's mu)
+	resumed int64      // since session start: the poller last resumed it
 
 	// Tallies of what was read from this leg.
 	// Atomics because /metrics reads them while the pump writes them;
@@ -118,9 +118,11 @@ func (l *leg) lockWrite() bool {
 func (l *leg) writeLocked(b []byte, timeout time.Duration, now time.Time) error {
 	// Refresh the deadline only when it has drifted: a deadline change costs a
 	// timer update, and a frame stream would otherwise pay it on every write.
-	if timeout > 0 && l.wdeadline.Sub(now) < timeout-timeout/8 {
-		l.wdeadline = now.Add(timeout)
-		_ = l.conn.SetWriteDeadline(l.wdeadline)
+	if timeout > 0 {
+		if t := int64(now.Sub(l.s.start)); l.wdeadline-t < int64(timeout-timeout/8) {
+			l.wdeadline = t + int64(timeout)
+			_ = l.conn.SetWriteDeadline(now.Add(timeout))
+		}
 	}
 	_, err := l.conn.Write(b)
 	if err != nil {
@@ -160,8 +162,9 @@ func (l *leg) writeChunk(b []byte, timeout time.Duration) error {
 	for {
 		// writeLocked's next call sees this deadline as drifted and
 		// sets a full one.
-		l.wdeadline = time.Now().Add(step)
-		_ = l.conn.SetWriteDeadline(l.wdeadline)
+		now := time.Now()
+		l.wdeadline = int64(now.Sub(l.s.start) + step)
+		_ = l.conn.SetWriteDeadline(now.Add(step))
 		n, err := l.conn.Write(b)
 		b = b[n:]
 		if err == nil {

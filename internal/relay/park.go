@@ -32,11 +32,7 @@ func (l *leg) attach(s *Session, c net.Conn, br *bufio.Reader) {
 		br = getReader(c)
 	}
 	l.br = br
-	if tc := tcpUnder(c); tc != nil {
-		if rc, err := tc.SyscallConn(); err == nil {
-			l.raw = rc
-		}
-	}
+	l.canPark = tcpUnder(c) != nil
 }
 
 // tcpUnder is the TCP connection under c, through the layers the gateway
@@ -65,7 +61,7 @@ func tcpUnder(c net.Conn) *net.TCPConn {
 
 // parkDeadline is the moment l may park (since session start); 0 if never.
 func (l *leg) parkDeadline() int64 {
-	if l.raw == nil || l.s.poll == nil {
+	if !l.canPark || l.s.poll == nil {
 		return 0
 	}
 	return max(l.lastRead, l.resumed) + int64(ParkAfter)
@@ -106,9 +102,7 @@ func (s *Session) tryPark(src *leg) bool {
 	// show; one after it finds the leg parked and resumes it.
 	if gen != src.gen.Load() || !s.parkable(src) || !s.parkTimer(src) || !p.arm(src) {
 		if src.parked.CompareAndSwap(true, false) {
-			if src.ptimer != nil {
-				src.ptimer.Stop()
-			}
+			p.unschedule(src)
 			src.br = br
 			return false
 		}
@@ -126,26 +120,17 @@ func (s *Session) parkable(src *leg) bool {
 		src.closeDeadline.Load() == 0 && src.wakec == nil && !s.pushWaiting(src)
 }
 
-// parkTimer sets src's timer to its next keepalive or idle deadline, if it
-// has one. The caller holds src.pmu.
+// parkTimer sets src's timer (on the poller) to its next keepalive or idle
+// deadline, if it has one. The caller holds src.pmu.
 func (s *Session) parkTimer(src *leg) bool {
 	d := s.timersDeadline(src)
 	if d == noDeadline {
-		if src.ptimer != nil {
-			src.ptimer.Stop()
-		}
+		s.poll.unschedule(src)
 		return true
 	}
-	wait := time.Duration(d - s.now())
-	if src.ptimer == nil {
-		src.ptimer = time.AfterFunc(wait, src.timerFired)
-	} else {
-		src.ptimer.Reset(wait)
-	}
+	s.poll.schedule(src, time.Duration(d-s.now()))
 	return true
 }
-
-func (l *leg) timerFired() { l.unpark(false) }
 
 // unwatch stops watching l for good (it is finishing): its poller entry and
 // timer go.
@@ -155,8 +140,8 @@ func (l *leg) unwatch() {
 		l.s.poll.forget(l)
 		l.armed = false
 	}
-	if l.ptimer != nil {
-		l.ptimer.Stop()
+	if l.s.poll != nil {
+		l.s.poll.unschedule(l)
 	}
 	l.pmu.Unlock()
 }
@@ -171,9 +156,7 @@ func (l *leg) unpark(readable bool) {
 
 func (s *Session) resume(l *leg, readable bool) {
 	l.pmu.Lock() // the parking goroutine may still be on its way out
-	if l.ptimer != nil {
-		l.ptimer.Stop()
-	}
+	s.poll.unschedule(l)
 	l.pmu.Unlock()
 	if readable {
 		l.resumed = s.now()

@@ -2,6 +2,8 @@
 
 package relay
 
+import "time"
+
 // Without epoll, legs never park: every session keeps its two pump
 // goroutines for its whole life.
 type Poller struct{ trim trimState }
@@ -15,5 +17,7 @@ func (p *Poller) Close() {}
 // Watching is 0.
 func (p *Poller) Watching() int { return 0 }
 
-func (p *Poller) arm(l *leg) bool { return false }
-func (p *Poller) forget(l *leg)   {}
+func (p *Poller) arm(l *leg) bool                     { return false }
+func (p *Poller) forget(l *leg)                       {}
+func (p *Poller) schedule(l *leg, wait time.Duration) {}
+func (p *Poller) unschedule(l *leg)                   {}

@@ -47,7 +47,7 @@ type Session struct {
 	Hooks *Hooks
 
 	// cfg is the route's, shared by its sessions and never changed: a
-	// pointer keeps the Session in the 1024-byte size class (an idle
+	// pointer keeps the Session in the 896-byte size class (an idle
 	// session's biggest allocation; size_test.go).
 	cfg   *Config
 	start time.Time
@@ -80,14 +80,16 @@ type Session struct {
 	// before it saw our Close still reaches the client, as it would from a
 	// server without a gateway in front (docs/relay.md "Order of the
 	// closes"). Guarded by emu; owing is set with it, for the client's pump.
-	owed    frame.CloseCode
-	owedWhy string
-	owing   atomic.Bool
-
-	mu        sync.Mutex // guards the outcome below
-	why       string
-	closedBy  string
+	owed  frame.CloseCode
+	owing atomic.Bool
+	// truncated is part of the outcome below (guarded by mu); it sits
+	// here, in owed's padding.
 	truncated bool
+	owedWhy   string
+
+	mu       sync.Mutex // guards the outcome below, and truncated
+	why      string
+	closedBy string
 }
 
 // Hooks are points where a test can stall the relay to make a race between
