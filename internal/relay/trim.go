@@ -40,7 +40,12 @@ const parkFreed = readerSize + 4<<10
 // since the last look, and what parking has freed since the last trim.
 func trimPolicy(objects, live, allocated, parked uint64) bool {
 	const (
-		minGarbage = 8 << 20   // not worth a collection below this
+		// Not worth a collection below this. It is low enough for the
+		// stragglers: the legs that park after a burst's trim give up
+		// their read buffers to a pool, which only a collection empties
+		// (a few MiB for a few hundred legs, otherwise resident until
+		// Go's two-minute forced cycle).
+		minGarbage = 2 << 20
 		quiet      = 256 << 10 // allocated per look: at most this
 	)
 	garbage := uint64(0)
