@@ -40,7 +40,8 @@ type Poller struct {
 	wakeAt int64  // the loop's next wake-up, p.now() ns; 0: it is awake (under mu)
 	wake   [2]int // a non-blocking pipe
 	epoch  time.Time
-	firing []*leg // the loop's, reused
+	firing []*leg        // the loop's, reused
+	wakes  atomic.Uint32 // wake bytes written, for tests
 }
 
 // legHeap orders parked legs by pdue. A leg's pidx is its index + 1 (0:
@@ -88,6 +89,7 @@ func (p *Poller) scheduleAt(l *leg, due int64) {
 	if p.wakeAt != 0 && due < p.wakeAt && p.wake[1] >= 0 {
 		p.wakeAt = 0 // one byte is enough until the loop looks again
 		_, _ = syscall.Write(p.wake[1], wakeByte[:])
+		p.wakes.Add(1)
 	}
 	p.mu.Unlock()
 }

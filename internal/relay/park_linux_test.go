@@ -88,36 +88,36 @@ func TestPollerTimers(t *testing.T) {
 }
 
 // TestPollerTimerWakes: a timer set earlier than the loop's wake-up wakes
-// the loop, which resumes the leg when it comes due.
+// the loop, which then takes the timer when it comes due.
 func TestPollerTimerWakes(t *testing.T) {
 	p := NewPoller()
 	if p == nil {
 		t.Skip("no epoll here")
 	}
 	defer p.Close()
-	// Wait until the loop sleeps (toward pollWait: no timers).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	wakeAt := func() int64 {
 		p.mu.Lock()
-		w := p.wakeAt
-		p.mu.Unlock()
-		if w != 0 {
-			break
-		}
+		defer p.mu.Unlock()
+		return p.wakeAt
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	// The loop sleeps toward a wake-up (no timers: pollWait away).
+	w := wakeAt()
+	for ; w == 0; w = wakeAt() {
 		if time.Now().After(deadline) {
 			t.Fatal("the poller's loop never slept")
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// A deadline before it: the loop's wake-up only moves later while
+	// no timer is set, so this one is earlier than whatever it is now.
+	before := p.wakes.Load()
 	l := new(leg)
-	p.schedule(l, 20*time.Millisecond)
-	p.mu.Lock()
-	w := p.wakeAt
-	p.mu.Unlock()
-	if w != 0 {
-		t.Fatalf("a timer before the loop's wake-up left wakeAt %d: no wake byte written", w)
+	p.scheduleAt(l, w-1)
+	if got := p.wakes.Load(); got != before+1 {
+		t.Fatalf("a timer before the loop's wake-up wrote %d wake bytes, want 1", got-before)
 	}
-	// The loop pops it (the leg is not parked: unpark does nothing).
+	// The loop takes the first (the leg is not parked: unpark does nothing).
 	for {
 		p.mu.Lock()
 		idx := l.pidx
