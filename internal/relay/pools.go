@@ -22,8 +22,9 @@ var bufPool = sync.Pool{New: func() any {
 }}
 
 // smallPool holds buffers for a control frame whole (header room and the
-// largest payload, 139 bytes) and for bytes read only to be dropped (the
-// leg's bufio.Reader still reads the socket 4 KiB at a time). A handshake
+// largest payload, 139 bytes) and for what is read after the close
+// handshake only to be dropped (the leg's bufio.Reader still reads the
+// socket 4 KiB at a time; data frames' payloads use bufPool, see skip). A handshake
 // storm makes garbage fast and every collection empties the pools: taking
 // a 16 KiB relay buffer for a Close then cost 16 KiB of fresh, zeroed
 // memory, twice per session (BENCHMARKS.md "Performance, part 3").

@@ -283,9 +283,11 @@ func (s *Session) awaitClose(src *leg, h frame.Header) bool {
 	return true
 }
 
+// skip drops n payload bytes of a data frame from src. Data payloads may be
+// large: they take a relay buffer, read straight from the socket.
 func (s *Session) skip(src *leg, n int64) bool {
-	bp := smallPool.Get().(*[]byte)
-	defer smallPool.Put(bp)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
 	buf := *bp
 	for n > 0 {
 		k := int64(len(buf))
